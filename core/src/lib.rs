@@ -1,0 +1,2 @@
+//! Watershed core.
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! Watershed operators.
+#![deny(missing_docs)]
