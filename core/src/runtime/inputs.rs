@@ -1,0 +1,189 @@
+//! The receiving side of every task: merges one or more input channels, aligns checkpoint
+//! barriers across them (C1) and combines their watermarks (T3).
+
+use crate::checkpoint::CheckpointId;
+use crate::message::Message;
+use crate::time::EventTime;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc::Receiver;
+
+#[derive(Debug, Clone, Copy)]
+struct InputState {
+    closed: bool,
+    blocked: bool,
+    idle: bool,
+    watermark: EventTime,
+}
+
+/// Merged, aligned inputs of one task.
+///
+/// - After barrier `n` arrives on an input, that input is not read again until barrier `n` has
+///   arrived on every open input; then the barrier is yielded once (aligned checkpoints).
+/// - The yielded watermark is the minimum over open inputs that are not idle, emitted only when
+///   it strictly increases; when every open input is idle, the maximum is emitted followed by
+///   `Idle` (Flink's `StatusWatermarkValve`).
+/// - A closed input no longer counts for either rule; `None` once every input is closed.
+pub(crate) struct Inputs<T> {
+    rxs: Vec<Receiver<Message<T>>>,
+    state: Vec<InputState>,
+    aligning: Option<CheckpointId>,
+    arrived: usize,
+    out_watermark: EventTime,
+    out_idle: bool,
+    queued: VecDeque<Message<T>>,
+    next: usize,
+}
+
+impl<T> Inputs<T> {
+    pub(crate) fn new(rxs: Vec<Receiver<Message<T>>>) -> Self {
+        let state = vec![
+            InputState {
+                closed: false,
+                blocked: false,
+                idle: false,
+                watermark: EventTime::MIN,
+            };
+            rxs.len()
+        ];
+        Inputs {
+            rxs,
+            state,
+            aligning: None,
+            arrived: 0,
+            out_watermark: EventTime::MIN,
+            out_idle: false,
+            queued: VecDeque::new(),
+            next: 0,
+        }
+    }
+
+    /// The next message, or `None` when every input has closed. Cancel-safe.
+    pub(crate) async fn next(&mut self) -> Option<Message<T>> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn open_count(&self) -> usize {
+        self.state.iter().filter(|s| !s.closed).count()
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message<T>>> {
+        loop {
+            if let Some(m) = self.queued.pop_front() {
+                return Poll::Ready(Some(m));
+            }
+            let n = self.rxs.len();
+            let mut progressed = false;
+            for k in 0..n {
+                let i = (self.next + k) % n;
+                if self.state[i].closed || self.state[i].blocked {
+                    continue;
+                }
+                match self.rxs[i].poll_recv(cx) {
+                    Poll::Ready(Some(m)) => {
+                        // Start after this input next time, so no input starves the others.
+                        self.next = (i + 1) % n;
+                        if let Some(out) = self.handle(i, m) {
+                            return Poll::Ready(Some(out));
+                        }
+                        progressed = true;
+                        break;
+                    }
+                    Poll::Ready(None) => {
+                        self.state[i].closed = true;
+                        self.on_closed();
+                        progressed = true;
+                        break;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if progressed {
+                continue;
+            }
+            if self.open_count() == 0 {
+                return Poll::Ready(None);
+            }
+            return Poll::Pending;
+        }
+    }
+
+    fn handle(&mut self, i: usize, m: Message<T>) -> Option<Message<T>> {
+        match m {
+            Message::Data(batch) => {
+                self.state[i].idle = false;
+                self.out_idle = false;
+                Some(Message::Data(batch))
+            }
+            Message::Watermark(w) => {
+                let s = &mut self.state[i];
+                s.idle = false;
+                s.watermark = s.watermark.max(w);
+                self.recompute_watermark();
+                self.queued.pop_front()
+            }
+            Message::Idle => {
+                self.state[i].idle = true;
+                self.recompute_watermark();
+                self.queued.pop_front()
+            }
+            Message::Barrier(id) => {
+                debug_assert!(self.aligning.is_none_or(|a| a == id));
+                self.aligning = Some(id);
+                self.state[i].blocked = true;
+                self.arrived += 1;
+                self.release_if_aligned()
+            }
+        }
+    }
+
+    fn release_if_aligned(&mut self) -> Option<Message<T>> {
+        let id = self.aligning?;
+        if self.arrived < self.open_count() {
+            return None;
+        }
+        for s in &mut self.state {
+            s.blocked = false;
+        }
+        self.arrived = 0;
+        self.aligning = None;
+        Some(Message::Barrier(id))
+    }
+
+    fn on_closed(&mut self) {
+        // A closed input may have been the last one the barrier was waiting for.
+        self.arrived = self.state.iter().filter(|s| !s.closed && s.blocked).count();
+        if let Some(b) = self.release_if_aligned() {
+            self.queued.push_back(b);
+        }
+        self.recompute_watermark();
+    }
+
+    fn recompute_watermark(&mut self) {
+        let open = self.state.iter().filter(|s| !s.closed);
+        let active_min = open.clone().filter(|s| !s.idle).map(|s| s.watermark).min();
+        match active_min {
+            Some(w) => {
+                if w > self.out_watermark {
+                    self.out_watermark = w;
+                    self.out_idle = false;
+                    self.queued.push_back(Message::Watermark(w));
+                }
+            }
+            None => {
+                let Some(max) = open.map(|s| s.watermark).max() else {
+                    return;
+                };
+                if max > self.out_watermark {
+                    self.out_watermark = max;
+                    self.queued.push_back(Message::Watermark(max));
+                }
+                if !self.out_idle {
+                    self.out_idle = true;
+                    self.queued.push_back(Message::Idle);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Watermark strategies and the per-split watermark tracker every source task uses.
+
+use crate::record::{Record, SplitId};
+use crate::time::{duration_millis, EventTime};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type TimestampFn<T> = Arc<dyn Fn(&Record<T>) -> EventTime + Send + Sync>;
+
+/// How a source's records get event times and how its watermark follows them.
+///
+/// Watermarks are generated per split inside the source task and combined as the minimum over
+/// splits that are not idle (SEMANTICS.md T2–T4), so one slow partition holds event time back
+/// and one silent partition does not, once it is idle.
+pub struct WatermarkStrategy<T> {
+    delay: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    timestamps: Option<TimestampFn<T>>,
+}
+
+impl<T> Clone for WatermarkStrategy<T> {
+    fn clone(&self) -> Self {
+        WatermarkStrategy {
+            delay: self.delay,
+            idle_timeout: self.idle_timeout,
+            timestamps: self.timestamps.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for WatermarkStrategy<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatermarkStrategy")
+            .field("delay", &self.delay)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("timestamps", &self.timestamps.as_ref().map(|_| "fn"))
+            .finish()
+    }
+}
+
+impl<T> WatermarkStrategy<T> {
+    /// No watermarks: event time never advances (for pipelines without event-time windows).
+    /// A bounded source still sends the final `EventTime::MAX` when it ends.
+    pub fn none() -> Self {
+        WatermarkStrategy {
+            delay: None,
+            idle_timeout: None,
+            timestamps: None,
+        }
+    }
+
+    /// Records arrive at most `delay` out of order: watermark = `max_ts − delay − 1` (T2).
+    pub fn bounded_out_of_orderness(delay: Duration) -> Self {
+        WatermarkStrategy {
+            delay: Some(delay),
+            idle_timeout: None,
+            timestamps: None,
+        }
+    }
+
+    /// Records arrive in timestamp order within each split.
+    pub fn monotonous() -> Self {
+        Self::bounded_out_of_orderness(Duration::ZERO)
+    }
+
+    /// A split with no records for longer than `timeout` stops holding the watermark back (T4).
+    pub fn with_idleness(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Takes each record's event time from `f` instead of the time the source set.
+    pub fn with_timestamps(
+        mut self,
+        f: impl Fn(&Record<T>) -> EventTime + Send + Sync + 'static,
+    ) -> Self {
+        self.timestamps = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn assign_timestamps(&self, records: &mut [Record<T>]) {
+        if let Some(f) = &self.timestamps {
+            for r in records.iter_mut() {
+                r.timestamp = f(r);
+            }
+        }
+    }
+
+    /// The per-split tracker this strategy describes.
+    pub fn tracker(&self) -> SplitWatermarks {
+        SplitWatermarks::new(self.delay, self.idle_timeout)
+    }
+}
+
+/// A change of a source's output watermark status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatermarkUpdate {
+    /// The watermark advanced to this time.
+    Advance(EventTime),
+    /// Every split is idle.
+    Idle,
+}
+
+#[derive(Debug)]
+struct SplitState {
+    max_ts: i64,
+    last_activity: Instant,
+}
+
+/// Tracks the watermark of each split and combines them: the minimum over splits that are not
+/// idle; when every split is idle, the maximum (as Flink's valve does, T3). The output never
+/// regresses and is reported only when it strictly increases.
+#[derive(Debug)]
+pub struct SplitWatermarks {
+    delay_ms: Option<i64>,
+    idle_timeout: Option<Duration>,
+    splits: HashMap<SplitId, SplitState>,
+    emitted: EventTime,
+    idle: bool,
+}
+
+impl SplitWatermarks {
+    /// A tracker; `delay` `None` means no watermarks at all.
+    pub fn new(delay: Option<Duration>, idle_timeout: Option<Duration>) -> Self {
+        SplitWatermarks {
+            delay_ms: delay.map(duration_millis),
+            idle_timeout,
+            splits: HashMap::new(),
+            emitted: EventTime::MIN,
+            idle: false,
+        }
+    }
+
+    fn initial_max(delay: i64) -> i64 {
+        // So that the first watermark is exactly EventTime::MIN (T2).
+        i64::MIN.saturating_add(delay).saturating_add(1)
+    }
+
+    /// A split joined; it holds the watermark at `MIN` until it sees records or goes idle.
+    pub fn split_added(&mut self, split: &SplitId, now: Instant) {
+        let init = Self::initial_max(self.delay_ms.unwrap_or(0));
+        self.splits.entry(split.clone()).or_insert(SplitState {
+            max_ts: init,
+            last_activity: now,
+        });
+    }
+
+    /// A split is finished or revoked; it no longer counts.
+    pub fn split_removed(&mut self, split: &SplitId) {
+        self.splits.remove(split);
+    }
+
+    /// Records up to `max_ts` were read from `split`.
+    pub fn observe(&mut self, split: &SplitId, max_ts: EventTime, now: Instant) {
+        let init = Self::initial_max(self.delay_ms.unwrap_or(0));
+        let s = self.splits.entry(split.clone()).or_insert(SplitState {
+            max_ts: init,
+            last_activity: now,
+        });
+        s.max_ts = s.max_ts.max(max_ts.0);
+        s.last_activity = now;
+    }
+
+    /// The current output watermark (what was last reported).
+    pub fn current(&self) -> EventTime {
+        self.emitted
+    }
+
+    /// What changed since the last call, if anything.
+    pub fn update(&mut self, now: Instant) -> Option<WatermarkUpdate> {
+        let delay = self.delay_ms?;
+        if self.splits.is_empty() {
+            return None;
+        }
+        let wm_of = |s: &SplitState| EventTime(s.max_ts.saturating_sub(delay).saturating_sub(1));
+        let is_idle = |s: &SplitState| {
+            self.idle_timeout
+                .is_some_and(|t| now.saturating_duration_since(s.last_activity) > t)
+        };
+        let active_min = self
+            .splits
+            .values()
+            .filter(|s| !is_idle(s))
+            .map(wm_of)
+            .min();
+        match active_min {
+            Some(wm) => {
+                self.idle = false;
+                if wm > self.emitted {
+                    self.emitted = wm;
+                    return Some(WatermarkUpdate::Advance(wm));
+                }
+                None
+            }
+            None => {
+                let max = self
+                    .splits
+                    .values()
+                    .map(wm_of)
+                    .max()
+                    .unwrap_or(EventTime::MIN);
+                if max > self.emitted {
+                    self.emitted = max;
+                    self.idle = true;
+                    return Some(WatermarkUpdate::Advance(max));
+                }
+                if !self.idle {
+                    self.idle = true;
+                    return Some(WatermarkUpdate::Idle);
+                }
+                None
+            }
+        }
+    }
+
+    /// True when the last update reported every split idle.
+    pub fn is_idle(&self) -> bool {
+        self.idle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(s: &str) -> SplitId {
+        SplitId::new(s)
+    }
+
+    #[test]
+    fn t2_bounded_out_of_orderness_is_max_minus_delay_minus_one() {
+        let mut w = SplitWatermarks::new(Some(Duration::from_millis(5)), None);
+        let now = Instant::now();
+        w.observe(&split("a"), EventTime(100), now);
+        assert_eq!(w.update(now), Some(WatermarkUpdate::Advance(EventTime(94))));
+        // An older record does not move it back, nor is the same watermark reported twice.
+        w.observe(&split("a"), EventTime(50), now);
+        assert_eq!(w.update(now), None);
+    }
+
+    #[test]
+    fn t2_first_watermark_of_an_empty_split_is_min() {
+        let mut w = SplitWatermarks::new(Some(Duration::from_secs(1)), None);
+        w.split_added(&split("a"), Instant::now());
+        assert_eq!(w.update(Instant::now()), None);
+        assert_eq!(w.current(), EventTime::MIN);
+    }
+
+    #[test]
+    fn t3_output_is_min_over_splits() {
+        let mut w = SplitWatermarks::new(Some(Duration::ZERO), None);
+        let now = Instant::now();
+        w.observe(&split("a"), EventTime(100), now);
+        w.observe(&split("b"), EventTime(10), now);
+        assert_eq!(w.update(now), Some(WatermarkUpdate::Advance(EventTime(9))));
+        w.split_removed(&split("b"));
+        assert_eq!(w.update(now), Some(WatermarkUpdate::Advance(EventTime(99))));
+    }
+
+    #[test]
+    fn t4_idle_split_is_excluded_and_all_idle_reports_max_then_idle() {
+        let t = Duration::from_millis(10);
+        let mut w = SplitWatermarks::new(Some(Duration::ZERO), Some(t));
+        let t0 = Instant::now();
+        w.observe(&split("a"), EventTime(100), t0);
+        w.observe(&split("b"), EventTime(10), t0);
+        assert_eq!(w.update(t0), Some(WatermarkUpdate::Advance(EventTime(9))));
+        let t1 = t0 + Duration::from_millis(20);
+        w.observe(&split("a"), EventTime(200), t1);
+        // b has been silent for longer than the timeout: only a counts.
+        assert_eq!(w.update(t1), Some(WatermarkUpdate::Advance(EventTime(199))));
+        let t2 = t1 + Duration::from_millis(20);
+        assert_eq!(w.update(t2), Some(WatermarkUpdate::Idle));
+        assert!(w.is_idle());
+        // b comes back behind the output: the output does not regress.
+        w.observe(&split("b"), EventTime(20), t2);
+        assert_eq!(w.update(t2), None);
+        assert!(!w.is_idle());
+    }
+}
