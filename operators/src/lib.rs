@@ -1,2 +1,33 @@
-//! Watershed operators.
+//! Watershed operators: the reusable steps between sources and sinks.
+//!
+//! Bring the extension traits into scope with `use watershed_operators::prelude::*;`, then
+//! write processing code as ordinary functions over [`Stream`](watershed_core::Stream)s:
+//!
+//! ```
+//! use std::time::Duration;
+//! use watershed_core::{Stream, TumblingWindows};
+//! use watershed_operators::{prelude::*, Count, WindowResult};
+//!
+//! fn views_per_page(views: Stream<String>) -> Stream<WindowResult<String, u64>> {
+//!     views
+//!         .filter(|page| !page.is_empty())
+//!         .key_by(|page| page.clone())
+//!         .window(TumblingWindows::of(Duration::from_secs(60)))
+//!         .aggregate(Count)
+//! }
+//! ```
 #![deny(missing_docs)]
+
+mod aggregate;
+mod stateless;
+mod window;
+
+pub use aggregate::{Aggregator, Count, Sum};
+pub use stateless::{DecodeOps, StreamOps};
+pub use window::{KeyedStreamOps, WindowAggregate, WindowResult, WindowedStream};
+
+/// The extension traits, for `use watershed_operators::prelude::*`.
+pub mod prelude {
+    pub use crate::stateless::{DecodeOps, StreamOps};
+    pub use crate::window::KeyedStreamOps;
+}

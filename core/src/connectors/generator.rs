@@ -23,7 +23,7 @@ pub struct GeneratorSource<T> {
     make: MakeFn<T>,
     splits: Vec<SplitId>,
     next: Vec<u64>,
-    per_split: Option<u64>,
+    sizes: Option<Vec<u64>>,
     batch_size: usize,
     rate: Option<f64>,
     started: Option<(Instant, u64)>,
@@ -38,14 +38,20 @@ impl<T: Send + 'static> GeneratorSource<T> {
         per_split: u64,
         make: impl Fn(usize, u64) -> Record<T> + Send + 'static,
     ) -> Self {
-        let splits = splits.max(1);
+        Self::sized(vec![per_split; splits.max(1)], make)
+    }
+
+    /// One split per entry of `sizes`, with that many records.
+    pub fn sized(sizes: Vec<u64>, make: impl Fn(usize, u64) -> Record<T> + Send + 'static) -> Self {
+        let sizes = if sizes.is_empty() { vec![0] } else { sizes };
+        let splits = sizes.len();
         GeneratorSource {
             make: Box::new(make),
             splits: (0..splits)
                 .map(|s| SplitId::new(format!("gen-{s}")))
                 .collect(),
             next: vec![0; splits],
-            per_split: Some(per_split),
+            sizes: Some(sizes),
             batch_size: 1024,
             rate: None,
             started: None,
@@ -56,7 +62,7 @@ impl<T: Send + 'static> GeneratorSource<T> {
 
     /// Never ends.
     pub fn unbounded(mut self) -> Self {
-        self.per_split = None;
+        self.sizes = None;
         self
     }
 
@@ -73,8 +79,8 @@ impl<T: Send + 'static> GeneratorSource<T> {
     }
 
     fn remaining(&self, s: usize) -> u64 {
-        match self.per_split {
-            Some(n) => n.saturating_sub(self.next[s]),
+        match &self.sizes {
+            Some(sizes) => sizes[s].saturating_sub(self.next[s]),
             None => u64::MAX,
         }
     }
