@@ -187,3 +187,105 @@ impl<T> Inputs<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+    use tokio::sync::mpsc;
+
+    fn data(v: u32) -> Message<u32> {
+        Message::Data(vec![Record::new(v, EventTime(v as i64))])
+    }
+
+    fn values(m: &Message<u32>) -> Option<u32> {
+        match m {
+            Message::Data(b) => Some(b[0].value),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn c1_barrier_blocks_an_input_until_it_arrived_on_all_inputs() {
+        let (a_tx, a_rx) = mpsc::channel(16);
+        let (b_tx, b_rx) = mpsc::channel(16);
+        let (c_tx, c_rx) = mpsc::channel(16);
+        let mut inputs = Inputs::new(vec![a_rx, b_rx, c_rx]);
+        a_tx.send(data(1)).await.unwrap();
+        a_tx.send(Message::Barrier(CheckpointId(7))).await.unwrap();
+        a_tx.send(data(2)).await.unwrap(); // after the barrier: must wait
+        b_tx.send(data(10)).await.unwrap();
+        b_tx.send(Message::Barrier(CheckpointId(7))).await.unwrap();
+        b_tx.send(data(11)).await.unwrap(); // after the barrier: must wait
+        c_tx.send(data(20)).await.unwrap();
+
+        let mut before = Vec::new();
+        for _ in 0..3 {
+            before.push(values(&inputs.next().await.unwrap()).unwrap());
+        }
+        before.sort();
+        assert_eq!(before, vec![1, 10, 20], "only pre-barrier data flows");
+        // Nothing else is ready until c's barrier arrives.
+        let pending =
+            tokio::time::timeout(std::time::Duration::from_millis(50), inputs.next()).await;
+        assert!(pending.is_err(), "post-barrier data overtook the alignment");
+
+        c_tx.send(Message::Barrier(CheckpointId(7))).await.unwrap();
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Barrier(CheckpointId(7)))
+        ));
+        let mut after = vec![
+            values(&inputs.next().await.unwrap()).unwrap(),
+            values(&inputs.next().await.unwrap()).unwrap(),
+        ];
+        after.sort();
+        assert_eq!(after, vec![2, 11]);
+    }
+
+    #[tokio::test]
+    async fn c1_a_closed_input_no_longer_holds_the_barrier() {
+        let (a_tx, a_rx) = mpsc::channel(16);
+        let (b_tx, b_rx) = mpsc::channel::<Message<u32>>(16);
+        let mut inputs = Inputs::new(vec![a_rx, b_rx]);
+        a_tx.send(Message::Barrier(CheckpointId(1))).await.unwrap();
+        drop(b_tx);
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Barrier(CheckpointId(1)))
+        ));
+        drop(a_tx);
+        assert!(inputs.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn t3_watermark_is_the_minimum_over_inputs_and_never_regresses() {
+        let (a_tx, a_rx) = mpsc::channel(16);
+        let (b_tx, b_rx) = mpsc::channel::<Message<u32>>(16);
+        let mut inputs = Inputs::new(vec![a_rx, b_rx]);
+        a_tx.send(Message::Watermark(EventTime(100))).await.unwrap();
+        b_tx.send(Message::Watermark(EventTime(50))).await.unwrap();
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Watermark(EventTime(50)))
+        ));
+        b_tx.send(Message::Watermark(EventTime(200))).await.unwrap();
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Watermark(EventTime(100)))
+        ));
+        // Input a goes idle: b alone decides.
+        a_tx.send(Message::Idle).await.unwrap();
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Watermark(EventTime(200)))
+        ));
+        // b goes idle too: every input idle, the output is idle.
+        b_tx.send(Message::Idle).await.unwrap();
+        assert!(matches!(inputs.next().await, Some(Message::Idle)));
+        // a returns behind the output: no regression.
+        a_tx.send(Message::Watermark(EventTime(120))).await.unwrap();
+        a_tx.send(data(1)).await.unwrap();
+        assert_eq!(values(&inputs.next().await.unwrap()), Some(1));
+    }
+}
