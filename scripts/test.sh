@@ -48,6 +48,6 @@ trap 'exit 143' TERM
 
 started="$(date +%s)"
 status=0
-cargo test --workspace -- --include-ignored "$@" || status=$?
+cargo test --workspace --no-fail-fast -- --include-ignored "$@" || status=$?
 echo "[test.sh] cargo test exited with $status after $(($(date +%s) - started)) s" >&2
 exit "$status"
