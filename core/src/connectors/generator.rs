@@ -29,6 +29,7 @@ pub struct GeneratorSource<T> {
     started: Option<(Instant, u64)>,
     emitted: u64,
     cursor: usize,
+    announced: usize,
 }
 
 impl<T: Send + 'static> GeneratorSource<T> {
@@ -57,6 +58,7 @@ impl<T: Send + 'static> GeneratorSource<T> {
             started: None,
             emitted: 0,
             cursor: 0,
+            announced: 0,
         }
     }
 
@@ -108,6 +110,13 @@ impl<T: Send + 'static> Source for GeneratorSource<T> {
 
     async fn poll(&mut self, max_wait: Duration) -> Result<SourceEvent<T>, BoxError> {
         let n = self.splits.len();
+        // Every split holds the watermark back from the start, not only once it has records.
+        if self.announced < n {
+            self.announced += 1;
+            return Ok(SourceEvent::SplitAdded(
+                self.splits[self.announced - 1].clone(),
+            ));
+        }
         let Some(s) = (0..n)
             .map(|k| (self.cursor + k) % n)
             .find(|&s| self.remaining(s) > 0)

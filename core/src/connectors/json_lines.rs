@@ -23,6 +23,7 @@ struct FileSplit {
     split: SplitId,
     reader: Option<BufReader<tokio::fs::File>>,
     offset: u64,
+    added: bool,
     done: bool,
     announced: bool,
 }
@@ -49,6 +50,7 @@ impl JsonLinesSource {
                     path,
                     reader: None,
                     offset: 0,
+                    added: false,
                     done: false,
                     announced: false,
                 }
@@ -87,6 +89,11 @@ impl Source for JsonLinesSource {
     }
 
     async fn poll(&mut self, _max_wait: Duration) -> Result<SourceEvent<Bytes>, BoxError> {
+        // Every file holds the watermark back from the start.
+        if let Some(f) = self.files.iter_mut().find(|f| !f.added) {
+            f.added = true;
+            return Ok(SourceEvent::SplitAdded(f.split.clone()));
+        }
         // A fully read file stops holding the watermark back.
         if let Some(f) = self.files.iter_mut().find(|f| f.done && !f.announced) {
             f.announced = true;
