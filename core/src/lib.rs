@@ -37,7 +37,9 @@ pub use pipeline::{
     partition_of, Either, FnOperator, KeyedStream, Pipeline, PipelineConfig, RunSummary,
     ShutdownHandle, Stream,
 };
-pub use record::{Batch, Header, Offset, Origin, Record, SplitId};
+pub use record::{
+    Batch, Header, Headers, Offset, Origin, Record, SequenceNumber, SplitId, SplitRef,
+};
 pub use sink::{Sink, SinkContext};
 pub use source::{Source, SourceEvent};
 pub use time::EventTime;

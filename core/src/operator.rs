@@ -36,6 +36,16 @@ impl<T> Collector<T> {
         self.records.push(record);
     }
 
+    /// Emits a whole batch downstream; when nothing else was emitted it is passed on as it is,
+    /// without copying.
+    pub fn emit_batch(&mut self, batch: Vec<Record<T>>) {
+        if self.records.is_empty() {
+            self.records = batch;
+        } else {
+            self.records.extend(batch);
+        }
+    }
+
     /// Emits many records downstream.
     pub fn emit_all(&mut self, records: impl IntoIterator<Item = Record<T>>) {
         self.records.extend(records);
@@ -59,9 +69,8 @@ impl<T> Collector<T> {
 
     /// Takes the emitted records and rejected inputs, leaving the collector empty.
     pub fn take(&mut self) -> (Vec<Record<T>>, Vec<DeadLetter>) {
-        let cap = self.records.capacity();
         (
-            std::mem::replace(&mut self.records, Vec::with_capacity(cap)),
+            std::mem::take(&mut self.records),
             std::mem::take(&mut self.rejected),
         )
     }

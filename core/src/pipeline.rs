@@ -8,8 +8,8 @@ use crate::operator::{Collector, Operator};
 use crate::record::{Batch, Record};
 use crate::runtime::coordinator::Coordinator;
 use crate::runtime::inputs::Inputs;
-use crate::runtime::tasks::{self, OperatorTask, Output, Rejects, SinkTask, SourceTask};
-use crate::runtime::{RunContext, TaskFactory, TaskFuture, TaskKind, TaskReport};
+use crate::runtime::tasks::{self, OperatorStage, Output, Rejects, SinkStage, SourceTask};
+use crate::runtime::{Build, RunContext, TaskFactory, TaskFuture, TaskKind, TaskReport};
 use crate::sink::{Sink, SinkContext};
 use crate::source::Source;
 use crate::watermark::WatermarkStrategy;
@@ -127,9 +127,7 @@ impl RunSummary {
     pub(crate) fn add(&mut self, r: TaskReport) {
         match r.kind {
             TaskKind::Source => self.records_in += r.records_in,
-            TaskKind::Sink => self.records_out += r.records_in,
-            TaskKind::Operator => self.rejected += r.rejected,
-            TaskKind::DeadLetter | TaskKind::Internal => {}
+            TaskKind::Sink | TaskKind::Operator | TaskKind::DeadLetter | TaskKind::Internal => {}
         }
     }
 }
@@ -240,9 +238,8 @@ impl Pipeline {
         source: S,
         watermarks: WatermarkStrategy<S::Item>,
     ) -> Stream<S::Item> {
-        let (tx, rx) = mpsc::channel(self.config.channel_capacity);
         let node = name.to_string();
-        let factory: TaskFactory = Box::new(move |ctx: &mut RunContext| {
+        let build: Build<S::Item> = Box::new(move |ctx: &mut RunContext, out| {
             let restored = match ctx.restored.as_ref().and_then(|m| m.sources.get(&node)) {
                 Some(v) => Some(
                     serde_json::from_value::<S::Position>(v.clone())
@@ -258,7 +255,7 @@ impl Pipeline {
                 source,
                 strategy: watermarks,
                 restored,
-                out: Output::new(tx),
+                out,
                 control: ctl_rx,
                 complete: ctx.complete_rx.clone(),
                 acks: ctx.ack_tx.clone(),
@@ -270,9 +267,15 @@ impl Pipeline {
         let mut g = self.graph.lock().expect("graph lock");
         g.claim(name);
         g.sources += 1;
-        g.tasks.push((name.to_string(), factory));
         drop(g);
-        Stream::new(self.graph.clone(), self.config.clone(), vec![rx])
+        Stream::new(
+            self.graph.clone(),
+            self.config.clone(),
+            Head::Pending {
+                name: name.to_string(),
+                build,
+            },
+        )
     }
 
     /// Sets the dead-letter sink: rejected records go there with their reason (see
@@ -280,13 +283,15 @@ impl Pipeline {
     pub fn dead_letter<S: Sink<Item = DeadLetter>>(&self, name: &str, sink: S) {
         let node = name.to_string();
         let factory: DeadLetterFactory = Box::new(move |ctx, rxs| {
-            Ok(sink_task(
-                ctx,
-                node,
-                sink,
+            let stage = sink_stage(ctx, node, sink, false)?;
+            let complete = ctx.complete_rx.clone();
+            Ok(tasks::run_chain(
                 Inputs::new(rxs),
+                Box::new(stage),
+                complete,
                 TaskKind::DeadLetter,
-            ))
+            )
+            .boxed())
         });
         let mut g = self.graph.lock().expect("graph lock");
         g.claim(name);
@@ -358,7 +363,11 @@ impl Pipeline {
             dead_letters: Vec::new(),
             dead_letter_enabled: policy == ErrorPolicy::DeadLetter,
             error_policy: policy,
+            rejected: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            records_out: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
+        let rejected = ctx.rejected.clone();
+        let records_out = ctx.records_out.clone();
         let mut tasks = JoinSet::new();
         let spawn = |tasks: &mut JoinSet<_>, name: String, fut: TaskFuture| {
             tasks.spawn(async move {
@@ -403,51 +412,38 @@ impl Pipeline {
             layout: graph.layout,
         };
         drop(ctx);
-        coordinator.run(tasks).await
+        let mut summary = coordinator.run(tasks).await?;
+        summary.rejected = rejected.load(std::sync::atomic::Ordering::Relaxed);
+        summary.records_out = records_out.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(summary)
     }
 }
 
-fn sink_task<S: Sink>(
+fn sink_stage<S: Sink>(
     ctx: &mut RunContext,
     node: String,
     sink: S,
-    inputs: Inputs<S::Item>,
-    kind: TaskKind,
-) -> TaskFuture {
+    counts_as_output: bool,
+) -> Result<SinkStage<S>> {
     ctx.participate();
-    let handles = ctx
-        .restored
-        .as_ref()
-        .and_then(|m| m.sinks.get(&node))
-        .cloned();
-    let restored_checkpoint = ctx.restored_checkpoint();
-    let task_ctx = SinkContext {
-        pipeline: ctx.config.id.clone(),
-        node: node.clone(),
-        restored_checkpoint,
+    let restored = match ctx.restored.as_ref().and_then(|m| m.sinks.get(&node)) {
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| Error::state(&node, e))?,
+        None => Vec::new(),
     };
-    let complete = ctx.complete_rx.clone();
-    let acks = ctx.ack_tx.clone();
-    async move {
-        let restored: Vec<(CheckpointId, S::Handle)> = match handles {
-            Some(v) => serde_json::from_value(v).map_err(|e| Error::state(&node, e))?,
-            None => Vec::new(),
-        };
-        let mut report = SinkTask {
-            node,
-            sink,
-            ctx: task_ctx,
-            restored,
-            inputs,
-            complete,
-            acks,
-        }
-        .run()
-        .await?;
-        report.kind = kind;
-        Ok(report)
-    }
-    .boxed()
+    Ok(SinkStage {
+        ctx: SinkContext {
+            pipeline: ctx.config.id.clone(),
+            node: node.clone(),
+            restored_checkpoint: ctx.restored_checkpoint(),
+        },
+        records_out: metrics::counter!("watershed_records_out_total", "node" => node.clone()),
+        node,
+        sink,
+        restored,
+        pending: BTreeMap::new(),
+        acks: ctx.ack_tx.clone(),
+        written: counts_as_output.then(|| ctx.records_out.clone()),
+    })
 }
 
 /// Either of two things; an operator that has a side output emits `Either<Main, Side>` and
@@ -460,23 +456,32 @@ pub enum Either<L, R> {
     Right(R),
 }
 
+/// The producing end of a stream: channels from running tasks, or a task (source or operator
+/// chain) whose output is not attached yet, so the next operator can run in the same task.
+enum Head<T> {
+    Channels(Vec<mpsc::Receiver<Message<T>>>),
+    Pending { name: String, build: Build<T> },
+}
+
 /// A typed stream of records between two nodes of a pipeline.
 ///
 /// Processing code is an ordinary function `Stream<A> -> Stream<B>`, so the same function serves
-/// any source. A stream must end in a sink; one that is dropped unconsumed is drained and
-/// discarded so it never stalls its producer.
+/// any source. Consecutive operators on one stream are chained into one task (as Flink chains
+/// operators); channels appear only where streams shuffle, merge, fan out or reach a sink. A
+/// stream must end in a sink; one that is dropped unconsumed is drained and discarded so it
+/// never stalls its producer.
 pub struct Stream<T: Send + 'static> {
     graph: Arc<Mutex<Graph>>,
     config: Arc<PipelineConfig>,
-    rxs: Vec<mpsc::Receiver<Message<T>>>,
+    head: Option<Head<T>>,
 }
 
 impl<T: Send + 'static> Drop for Stream<T> {
     fn drop(&mut self) {
-        if self.rxs.is_empty() {
+        if self.head.is_none() {
             return;
         }
-        let mut inputs = Inputs::new(std::mem::take(&mut self.rxs));
+        let mut inputs = Inputs::new(self.materialize());
         let factory: TaskFactory = Box::new(move |_ctx| {
             Ok(async move {
                 while inputs.next().await.is_some() {}
@@ -493,20 +498,38 @@ impl<T: Send + 'static> Drop for Stream<T> {
 }
 
 impl<T: Send + 'static> Stream<T> {
-    fn new(
-        graph: Arc<Mutex<Graph>>,
-        config: Arc<PipelineConfig>,
-        rxs: Vec<mpsc::Receiver<Message<T>>>,
-    ) -> Self {
-        Stream { graph, config, rxs }
+    fn new(graph: Arc<Mutex<Graph>>, config: Arc<PipelineConfig>, head: Head<T>) -> Self {
+        Stream {
+            graph,
+            config,
+            head: Some(head),
+        }
     }
 
     fn derive<U: Send + 'static>(&self, rxs: Vec<mpsc::Receiver<Message<U>>>) -> Stream<U> {
-        Stream::new(self.graph.clone(), self.config.clone(), rxs)
+        Stream::new(self.graph.clone(), self.config.clone(), Head::Channels(rxs))
+    }
+
+    /// Attaches a channel to a pending head (starting its task) and returns the receivers.
+    fn materialize(&mut self) -> Vec<mpsc::Receiver<Message<T>>> {
+        match self.head.take() {
+            None => Vec::new(),
+            Some(Head::Channels(rxs)) => rxs,
+            Some(Head::Pending { name, build }) => {
+                let (tx, rx) = mpsc::channel(self.config.channel_capacity);
+                let factory: TaskFactory = Box::new(move |ctx| build(ctx, Output::Channel(tx)));
+                self.graph
+                    .lock()
+                    .expect("graph lock")
+                    .tasks
+                    .push((name, factory));
+                vec![rx]
+            }
+        }
     }
 
     fn take_inputs(&mut self) -> Inputs<T> {
-        Inputs::new(std::mem::take(&mut self.rxs))
+        Inputs::new(self.materialize())
     }
 
     /// The pipeline's configuration.
@@ -532,19 +555,53 @@ impl<T: Send + 'static> Stream<T> {
         g.tasks.push((name.to_string(), factory));
     }
 
-    /// Adds an operator named `name` (the name keys its state in checkpoints).
+    /// Adds an operator named `name` (the name keys its state in checkpoints). It runs in the
+    /// same task as the operator or source before it when that one feeds only this stream.
     pub fn apply<O: Operator<In = T>>(mut self, name: &str, op: O) -> Stream<O::Out> {
-        let (tx, rx) = mpsc::channel(self.config.channel_capacity);
-        let inputs = self.take_inputs();
-        self.push_task(name, operator_factory(name.to_string(), op, inputs, tx));
-        self.derive(vec![rx])
+        self.graph.lock().expect("graph lock").claim(name);
+        let node = name.to_string();
+        let head = match self.head.take() {
+            Some(Head::Pending {
+                name: task,
+                build: upstream,
+            }) => Head::Pending {
+                name: task,
+                build: Box::new(move |ctx, out| {
+                    let stage = operator_stage(ctx, node, op, out)?;
+                    upstream(ctx, Output::Chained(Box::new(stage)))
+                }),
+            },
+            other => {
+                self.head = other;
+                let inputs = self.take_inputs();
+                Head::Pending {
+                    name: node.clone(),
+                    build: Box::new(move |ctx, out| {
+                        let stage = operator_stage(ctx, node, op, out)?;
+                        let complete = ctx.complete_rx.clone();
+                        Ok(
+                            tasks::run_chain(inputs, Box::new(stage), complete, TaskKind::Operator)
+                                .boxed(),
+                        )
+                    }),
+                }
+            }
+        };
+        Stream::new(self.graph.clone(), self.config.clone(), head)
+    }
+
+    /// Ends the current chain: what follows runs in its own task, behind a bounded channel (to
+    /// spread CPU-heavy steps over cores, as Flink's `startNewChain`).
+    pub fn start_new_chain(mut self) -> Stream<T> {
+        let rxs = self.materialize();
+        self.derive(rxs)
     }
 
     /// Merges two streams of the same type. Watermarks combine as the minimum; checkpoint
     /// barriers are aligned across both.
     pub fn union(mut self, mut other: Stream<T>) -> Stream<T> {
-        let mut rxs = std::mem::take(&mut self.rxs);
-        rxs.append(&mut other.rxs);
+        let mut rxs = self.materialize();
+        rxs.append(&mut other.materialize());
         self.derive(rxs)
     }
 
@@ -562,15 +619,41 @@ impl<T: Send + 'static> Stream<T> {
         }
     }
 
-    /// Ends the stream in `sink`, named `name` (the name keys its pending commits in checkpoints).
+    /// Ends the stream in `sink`, named `name` (the name keys its pending commits in
+    /// checkpoints). The sink runs in the task of the operator or source before it when that
+    /// one feeds only this stream.
     pub fn sink<S: Sink<Item = T>>(mut self, name: &str, sink: S) {
-        let inputs = self.take_inputs();
         let node = name.to_string();
-        let factory: TaskFactory =
-            Box::new(move |ctx| Ok(sink_task(ctx, node, sink, inputs, TaskKind::Sink)));
+        let (task, factory): (String, TaskFactory) = match self.head.take() {
+            Some(Head::Pending {
+                name: task,
+                build: upstream,
+            }) => (
+                task,
+                Box::new(move |ctx| {
+                    let stage = sink_stage(ctx, node, sink, true)?;
+                    upstream(ctx, Output::Chained(Box::new(stage)))
+                }),
+            ),
+            other => {
+                self.head = other;
+                let inputs = self.take_inputs();
+                (
+                    node.clone(),
+                    Box::new(move |ctx| {
+                        let stage = sink_stage(ctx, node, sink, true)?;
+                        let complete = ctx.complete_rx.clone();
+                        Ok(
+                            tasks::run_chain(inputs, Box::new(stage), complete, TaskKind::Sink)
+                                .boxed(),
+                        )
+                    }),
+                )
+            }
+        };
         let mut g = self.graph.lock().expect("graph lock");
         g.claim(name);
-        g.sinks.push((name.to_string(), factory));
+        g.sinks.push((task, factory));
     }
 
     /// `n` copies of the stream, for fanning out to several sinks or branches.
@@ -584,7 +667,7 @@ impl<T: Send + 'static> Stream<T> {
             .unzip();
         let inputs = self.take_inputs();
         let name = self.auto_name("fan-out");
-        let outs = txs.into_iter().map(Output::new).collect();
+        let outs = txs.into_iter().map(Output::Channel).collect();
         self.push_task(
             &name,
             Box::new(move |_| Ok(tasks::fan_out(inputs, outs).boxed())),
@@ -600,7 +683,7 @@ impl<L: Send + 'static, R: Send + 'static> Stream<Either<L, R>> {
         let (rtx, rrx) = mpsc::channel(self.config.channel_capacity);
         let mut inputs = self.take_inputs();
         let name = self.auto_name("split");
-        let (left, right) = (Output::new(ltx), Output::new(rtx));
+        let (mut left, mut right) = (Output::Channel(ltx), Output::Channel(rtx));
         let factory: TaskFactory = Box::new(move |_| {
             Ok(async move {
                 while let Some(m) = inputs.next().await {
@@ -634,23 +717,23 @@ impl<L: Send + 'static, R: Send + 'static> Stream<Either<L, R>> {
                                 }
                             }
                             if !ls.is_empty() {
-                                left.send(Message::Data(ls)).await;
+                                left.send(Message::Data(ls)).await?;
                             }
                             if !rs.is_empty() {
-                                right.send(Message::Data(rs)).await;
+                                right.send(Message::Data(rs)).await?;
                             }
                         }
                         Message::Watermark(w) => {
-                            left.send(Message::Watermark(w)).await;
-                            right.send(Message::Watermark(w)).await;
+                            left.send(Message::Watermark(w)).await?;
+                            right.send(Message::Watermark(w)).await?;
                         }
                         Message::Idle => {
-                            left.send(Message::Idle).await;
-                            right.send(Message::Idle).await;
+                            left.send(Message::Idle).await?;
+                            right.send(Message::Idle).await?;
                         }
                         Message::Barrier(id) => {
-                            left.send(Message::Barrier(id)).await;
-                            right.send(Message::Barrier(id)).await;
+                            left.send(Message::Barrier(id)).await?;
+                            right.send(Message::Barrier(id)).await?;
                         }
                     }
                 }
@@ -663,32 +746,29 @@ impl<L: Send + 'static, R: Send + 'static> Stream<Either<L, R>> {
     }
 }
 
-fn operator_factory<O: Operator>(
+fn operator_stage<O: Operator>(
+    ctx: &mut RunContext,
     node: String,
     mut op: O,
-    inputs: Inputs<O::In>,
-    tx: mpsc::Sender<Message<O::Out>>,
-) -> TaskFactory {
-    Box::new(move |ctx: &mut RunContext| {
-        if let Some(state) = ctx.restored_states.get(&node) {
-            op.restore(state)
-                .map_err(|e| Error::operator(node.clone(), e))?;
-        }
-        ctx.participate();
-        let task = OperatorTask {
-            node: node.clone(),
-            op,
-            inputs,
-            out: Output::new(tx),
-            acks: ctx.ack_tx.clone(),
-            rejects: Rejects {
-                node: node.clone(),
-                policy: ctx.error_policy,
-                dead_letters: ctx.dead_letter_sender(),
-                count: 0,
-            },
-        };
-        Ok(task.run().boxed())
+    out: Output<O::Out>,
+) -> Result<OperatorStage<O>> {
+    if let Some(state) = ctx.restored_states.get(&node) {
+        op.restore(state)
+            .map_err(|e| Error::operator(node.clone(), e))?;
+    }
+    ctx.participate();
+    Ok(OperatorStage {
+        node: node.clone(),
+        op,
+        out,
+        acks: ctx.ack_tx.clone(),
+        rejects: Rejects {
+            node,
+            policy: ctx.error_policy,
+            dead_letters: ctx.dead_letter_sender(),
+            count: ctx.rejected.clone(),
+        },
+        collector: Collector::default(),
     })
 }
 
@@ -754,13 +834,15 @@ impl<T: Send + 'static, K: Hash + Send + 'static> KeyedStream<T, K> {
             .expect("graph lock")
             .layout
             .insert(name.to_string(), n);
+        if n == 1 {
+            // One instance needs no shuffle; it chains onto its upstream like any operator.
+            return stream.apply(&format!("{name}.0"), make(0));
+        }
         let inputs = stream.take_inputs();
         let mut parts: Vec<Inputs<T>> = Vec::with_capacity(n);
-        if n == 1 {
-            parts.push(inputs);
-        } else {
+        {
             let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(cap)).unzip();
-            let outs = txs.into_iter().map(Output::new).collect();
+            let outs = txs.into_iter().map(Output::Channel).collect();
             let shuffle = format!("{name}.shuffle");
             stream.push_task(
                 &shuffle,
@@ -777,7 +859,19 @@ impl<T: Send + 'static, K: Hash + Send + 'static> KeyedStream<T, K> {
         for (i, inputs) in parts.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(cap);
             let node = format!("{name}.{i}");
-            stream.push_task(&node, operator_factory(node.clone(), make(i), inputs, tx));
+            let op = make(i);
+            let task_node = node.clone();
+            stream.push_task(
+                &node,
+                Box::new(move |ctx| {
+                    let stage = operator_stage(ctx, task_node, op, Output::Channel(tx))?;
+                    let complete = ctx.complete_rx.clone();
+                    Ok(
+                        tasks::run_chain(inputs, Box::new(stage), complete, TaskKind::Operator)
+                            .boxed(),
+                    )
+                }),
+            );
             outs.push(rx);
         }
         stream.derive(outs)

@@ -388,6 +388,7 @@ async fn bounded_channels_stop_a_fast_source_and_shutdown_drains_gracefully() {
     );
     let shutdown = p.shutdown_handle();
     p.source("fast", source, WatermarkStrategy::none())
+        .start_new_chain()
         .apply(
             "identity",
             FnOperator::new(|b: Batch<u64>, out: &mut Collector<u64>| out.emit_all(b)),

@@ -46,7 +46,8 @@ impl<T: Send + 'static> StreamOps<T> for Stream<T> {
         self.apply(
             &name,
             FnOperator::new(move |batch: Vec<Record<T>>, out: &mut Collector<U>| {
-                out.emit_all(batch.into_iter().map(|r| r.map(&mut f)));
+                // Collecting a Vec from its own into_iter reuses the allocation in place.
+                out.emit_batch(batch.into_iter().map(|r| r.map(&mut f)).collect());
             }),
         )
     }
@@ -59,7 +60,9 @@ impl<T: Send + 'static> StreamOps<T> for Stream<T> {
         self.apply(
             &name,
             FnOperator::new(move |batch: Vec<Record<T>>, out: &mut Collector<T>| {
-                out.emit_all(batch.into_iter().filter(|r| f(&r.value)));
+                let mut batch = batch;
+                batch.retain(|r| f(&r.value));
+                out.emit_batch(batch);
             }),
         )
     }
@@ -124,7 +127,7 @@ impl<T: Send + 'static> StreamOps<T> for Stream<T> {
             &name,
             FnOperator::new(move |batch: Vec<Record<T>>, out: &mut Collector<T>| {
                 batch.iter().for_each(&mut f);
-                out.emit_all(batch);
+                out.emit_batch(batch);
             }),
         )
     }

@@ -186,10 +186,7 @@ where
                 .windows
                 .iter()
                 .map(|(&(end, start), keys)| {
-                    (
-                        Window::new(start, end),
-                        keys.iter().map(|(k, a)| (k, a)).collect::<Vec<_>>(),
-                    )
+                    (Window::new(start, end), keys.iter().collect::<Vec<_>>())
                 })
                 .collect::<Vec<_>>(),
         };

@@ -1,5 +1,5 @@
 use crate::error::BoxError;
-use crate::record::{Offset, Origin, Record, SplitId};
+use crate::record::{Offset, Origin, Record, SplitId, SplitRef};
 use crate::source::{Source, SourceEvent};
 use crate::time::EventTime;
 use async_trait::async_trait;
@@ -21,6 +21,7 @@ pub struct JsonLinesPosition {
 struct FileSplit {
     path: Arc<str>,
     split: SplitId,
+    source: Arc<SplitRef>,
     reader: Option<BufReader<tokio::fs::File>>,
     offset: u64,
     added: bool,
@@ -47,6 +48,10 @@ impl JsonLinesSource {
                 let path: Arc<str> = Arc::from(p.to_string_lossy().as_ref());
                 FileSplit {
                     split: SplitId::new(&*path),
+                    source: Arc::new(SplitRef {
+                        stream: path.to_string(),
+                        split: SplitId::new(&*path),
+                    }),
                     path,
                     reader: None,
                     offset: 0,
@@ -133,8 +138,7 @@ impl Source for JsonLinesSource {
             }
             records.push(
                 Record::new(Bytes::copy_from_slice(&line[..end]), now).with_origin(Origin {
-                    stream: f.path.clone(),
-                    split: f.split.clone(),
+                    source: f.source.clone(),
                     offset: Offset::Number(at as i64),
                 }),
             );

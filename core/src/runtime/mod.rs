@@ -55,11 +55,14 @@ pub(crate) struct TaskReport {
     pub kind: TaskKind,
     pub node: String,
     pub records_in: u64,
-    pub records_out: u64,
-    pub rejected: u64,
 }
 
 pub(crate) type TaskFuture = BoxFuture<'static, Result<TaskReport>>;
+
+/// A task (or chain of operators) not yet started whose output is not yet decided: the next
+/// operator may chain onto it, or a channel may be attached.
+pub(crate) type Build<T> =
+    Box<dyn FnOnce(&mut RunContext, tasks::Output<T>) -> Result<TaskFuture> + Send>;
 
 /// A task not yet started: it is built when the pipeline runs, once the restored checkpoint is
 /// known.
@@ -78,6 +81,8 @@ pub(crate) struct RunContext {
     pub dead_letters: Vec<mpsc::Receiver<Message<DeadLetter>>>,
     pub dead_letter_enabled: bool,
     pub error_policy: crate::dead_letter::ErrorPolicy,
+    pub rejected: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub records_out: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RunContext {

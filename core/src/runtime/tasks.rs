@@ -12,23 +12,69 @@ use crate::sink::{Sink, SinkContext};
 use crate::source::{Source, SourceEvent};
 use crate::time::EventTime;
 use crate::watermark::{WatermarkStrategy, WatermarkUpdate};
+use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-/// Sends to the next task; a closed channel means the pipeline is being torn down after a
-/// failure elsewhere, which the coordinator reports, so it ends this task quietly.
-pub(crate) struct Output<T> {
-    tx: mpsc::Sender<Message<T>>,
+/// Where a task's output goes: a bounded channel to the next task, or straight into the next
+/// stage of the same task (operator chaining: no channel hop, no cross-thread wake-up).
+pub(crate) enum Output<T> {
+    Channel(mpsc::Sender<Message<T>>),
+    Chained(Box<dyn Downstream<T>>),
 }
 
-impl<T> Output<T> {
-    pub(crate) fn new(tx: mpsc::Sender<Message<T>>) -> Self {
-        Output { tx }
+/// The next stage of a chain (an operator or a sink), fed in the same task.
+#[async_trait]
+pub(crate) trait Downstream<T>: Send {
+    /// Called once before the first message (sinks open and re-commit restored handles).
+    async fn start(&mut self) -> Result<()>;
+    /// Handles one message; `Ok(false)` when the pipeline is being torn down.
+    async fn push(&mut self, m: Message<T>) -> Result<bool>;
+    /// Checkpoint `id` completed: commit what is pending up to it.
+    async fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()>;
+    /// True while a pre-committed epoch waits for its checkpoint to complete.
+    fn has_pending(&self) -> bool;
+    /// Called once after the last message, on success.
+    async fn finish(&mut self) -> Result<()>;
+}
+
+impl<T: Send + 'static> Output<T> {
+    /// Sends downstream. `Ok(false)` means the receiver is gone: the pipeline is being torn
+    /// down after a failure elsewhere, which the coordinator reports, so the task ends quietly.
+    pub(crate) async fn send(&mut self, m: Message<T>) -> Result<bool> {
+        match self {
+            Output::Channel(tx) => Ok(tx.send(m).await.is_ok()),
+            Output::Chained(next) => next.push(m).await,
+        }
     }
 
-    pub(crate) async fn send(&self, m: Message<T>) -> bool {
-        self.tx.send(m).await.is_ok()
+    pub(crate) async fn start(&mut self) -> Result<()> {
+        match self {
+            Output::Channel(_) => Ok(()),
+            Output::Chained(next) => next.start().await,
+        }
+    }
+
+    pub(crate) async fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        match self {
+            Output::Channel(_) => Ok(()),
+            Output::Chained(next) => next.checkpoint_complete(id).await,
+        }
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        match self {
+            Output::Channel(_) => false,
+            Output::Chained(next) => next.has_pending(),
+        }
+    }
+
+    pub(crate) async fn finish(&mut self) -> Result<()> {
+        match self {
+            Output::Channel(_) => Ok(()),
+            Output::Chained(next) => next.finish().await,
+        }
     }
 }
 
@@ -52,6 +98,7 @@ impl<S: Source> SourceTask<S> {
         let node = self.node.clone();
         let err = |e| Error::source(node.clone(), e);
         self.source.open(self.restored.take()).await.map_err(err)?;
+        self.out.start().await?;
         let mut tracker = self.strategy.tracker();
         let mut pending: BTreeMap<CheckpointId, S::Position> = BTreeMap::new();
         let mut report = TaskReport {
@@ -72,7 +119,7 @@ impl<S: Source> SourceTask<S> {
                     node: node.clone(),
                     state: AckState::Source(value),
                 });
-                if !self.out.send(Message::Barrier(id)).await {
+                if !self.out.send(Message::Barrier(id)).await? {
                     break 'outer;
                 }
                 if stop {
@@ -80,7 +127,14 @@ impl<S: Source> SourceTask<S> {
                     break 'outer;
                 }
             }
-            notify_complete(&node, &mut self.source, &mut self.complete, &mut pending).await?;
+            notify_complete(
+                &node,
+                &mut self.source,
+                &mut self.out,
+                &mut self.complete,
+                &mut pending,
+            )
+            .await?;
             if finished {
                 // A finished source still answers checkpoint triggers until the final one.
                 tokio::select! {
@@ -90,7 +144,7 @@ impl<S: Source> SourceTask<S> {
                             let value = serde_json::to_value(&position).map_err(|e| Error::state(&node, e))?;
                             pending.insert(id, position);
                             let _ = self.acks.send(Ack { id, node: node.clone(), state: AckState::Source(value) });
-                            if !self.out.send(Message::Barrier(id)).await { break 'outer; }
+                            if !self.out.send(Message::Barrier(id)).await? { break 'outer; }
                             if stop { stop_at = Some(id); break 'outer; }
                         }
                         None => break 'outer,
@@ -115,11 +169,11 @@ impl<S: Source> SourceTask<S> {
                     let n = records.len() as u64;
                     report.records_in += n;
                     records_in.increment(n);
-                    if !self.out.send(Message::Data(records)).await {
+                    if !self.out.send(Message::Data(records)).await? {
                         break;
                     }
                     if let Some(u) = tracker.update(now) {
-                        if !self.out.send(update_message(u)).await {
+                        if !self.out.send(update_message(u)).await? {
                             break;
                         }
                     }
@@ -128,14 +182,14 @@ impl<S: Source> SourceTask<S> {
                 SourceEvent::SplitRemoved(split) => {
                     tracker.split_removed(&split);
                     if let Some(u) = tracker.update(Instant::now()) {
-                        if !self.out.send(update_message(u)).await {
+                        if !self.out.send(update_message(u)).await? {
                             break;
                         }
                     }
                 }
                 SourceEvent::Idle => {
                     if let Some(u) = tracker.update(Instant::now()) {
-                        if !self.out.send(update_message(u)).await {
+                        if !self.out.send(update_message(u)).await? {
                             break;
                         }
                     }
@@ -143,7 +197,7 @@ impl<S: Source> SourceTask<S> {
                 SourceEvent::Finished => {
                     finished = true;
                     // End of a bounded input closes every window (T1).
-                    if !self.out.send(Message::Watermark(EventTime::MAX)).await {
+                    if !self.out.send(Message::Watermark(EventTime::MAX)).await? {
                         break;
                     }
                     let _ = self.finished.send(node.clone());
@@ -152,21 +206,29 @@ impl<S: Source> SourceTask<S> {
         }
         // Closing the output lets downstream drain; then wait for the final checkpoint so the
         // broker commit of its position happens before the source closes.
-        let SourceTask {
-            mut source,
-            mut complete,
-            out,
-            ..
-        } = self;
-        drop(out);
+        // The final barrier is out: wait for its checkpoint, so that the broker commit of the
+        // source's position and the chained sinks' commits happen before the task ends.
         if let Some(stop_id) = stop_at {
-            while pending.contains_key(&stop_id) {
-                if complete.changed().await.is_err() {
+            while pending.contains_key(&stop_id) || self.out.has_pending() {
+                if self.complete.changed().await.is_err() {
                     break;
                 }
-                notify_complete(&node, &mut source, &mut complete, &mut pending).await?;
+                notify_complete(
+                    &node,
+                    &mut self.source,
+                    &mut self.out,
+                    &mut self.complete,
+                    &mut pending,
+                )
+                .await?;
             }
+            self.out.finish().await?;
         }
+        // Dropping the output closes any channel, so downstream tasks drain and end.
+        let SourceTask {
+            mut source, out, ..
+        } = self;
+        drop(out);
         source.close().await.map_err(err)?;
         Ok(report)
     }
@@ -175,6 +237,7 @@ impl<S: Source> SourceTask<S> {
 async fn notify_complete<S: Source>(
     node: &str,
     source: &mut S,
+    out: &mut Output<S::Item>,
     complete: &mut watch::Receiver<Option<CheckpointId>>,
     pending: &mut BTreeMap<CheckpointId, S::Position>,
 ) -> Result<()> {
@@ -196,7 +259,7 @@ async fn notify_complete<S: Source>(
                 .await
                 .map_err(|e| Error::source(node.to_string(), e))?;
         }
-        Ok(())
+        out.checkpoint_complete(done).await
     }
 }
 
@@ -212,7 +275,7 @@ pub(crate) struct Rejects {
     pub node: String,
     pub policy: ErrorPolicy,
     pub dead_letters: Option<mpsc::Sender<Message<DeadLetter>>>,
-    pub count: u64,
+    pub count: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Rejects {
@@ -220,7 +283,8 @@ impl Rejects {
         if rejected.is_empty() {
             return Ok(());
         }
-        self.count += rejected.len() as u64;
+        self.count
+            .fetch_add(rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
         metrics::counter!("watershed_records_rejected_total", "node" => self.node.clone())
             .increment(rejected.len() as u64);
         match (self.policy, &self.dead_letters) {
@@ -258,162 +322,183 @@ impl Rejects {
     }
 }
 
-pub(crate) struct OperatorTask<O: Operator> {
+/// One operator with its output: the body of an operator task, or a link of a chain.
+pub(crate) struct OperatorStage<O: Operator> {
     pub node: String,
     pub op: O,
-    pub inputs: Inputs<O::In>,
     pub out: Output<O::Out>,
     pub acks: mpsc::UnboundedSender<Ack>,
     pub rejects: Rejects,
+    pub collector: Collector<O::Out>,
 }
 
-impl<O: Operator> OperatorTask<O> {
-    pub(crate) async fn run(mut self) -> Result<TaskReport> {
-        let node = self.node.clone();
-        let err = |e| Error::operator(node.clone(), e);
-        let mut out = Collector::default();
-        let mut report = TaskReport {
-            kind: TaskKind::Operator,
-            node: node.clone(),
-            ..Default::default()
-        };
-        while let Some(m) = self.inputs.next().await {
-            match m {
-                Message::Data(batch) => {
-                    report.records_in += batch.len() as u64;
-                    self.op.process(batch, &mut out).map_err(err)?;
-                    if !self.flush(&mut out, &mut report).await? {
-                        break;
-                    }
-                }
-                Message::Watermark(w) => {
-                    self.op.on_watermark(w, &mut out).map_err(err)?;
-                    if !self.flush(&mut out, &mut report).await? {
-                        break;
-                    }
-                    if !self.out.send(Message::Watermark(w)).await {
-                        break;
-                    }
-                }
-                Message::Idle => {
-                    if !self.out.send(Message::Idle).await {
-                        break;
-                    }
-                }
-                Message::Barrier(id) => {
-                    let state = self.op.snapshot().map_err(err)?;
-                    let _ = self.acks.send(Ack {
-                        id,
-                        node: node.clone(),
-                        state: AckState::Operator(state),
-                    });
-                    self.rejects.barrier(id).await;
-                    if !self.out.send(Message::Barrier(id)).await {
-                        break;
-                    }
-                }
-            }
-        }
-        report.rejected = self.rejects.count;
-        Ok(report)
-    }
-
-    async fn flush(
-        &mut self,
-        out: &mut Collector<O::Out>,
-        report: &mut TaskReport,
-    ) -> Result<bool> {
-        let (records, rejected) = out.take();
+impl<O: Operator> OperatorStage<O> {
+    async fn flush(&mut self) -> Result<bool> {
+        let (records, rejected) = self.collector.take();
         self.rejects.handle(rejected).await?;
         if records.is_empty() {
             return Ok(true);
         }
-        report.records_out += records.len() as u64;
-        Ok(self.out.send(Message::Data(records)).await)
+        self.out.send(Message::Data(records)).await
     }
 }
 
-pub(crate) struct SinkTask<S: Sink> {
+#[async_trait]
+impl<O: Operator> Downstream<O::In> for OperatorStage<O> {
+    async fn start(&mut self) -> Result<()> {
+        self.out.start().await
+    }
+
+    async fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.out.checkpoint_complete(id).await
+    }
+
+    fn has_pending(&self) -> bool {
+        self.out.has_pending()
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.out.finish().await
+    }
+
+    async fn push(&mut self, m: Message<O::In>) -> Result<bool> {
+        let err = |e| Error::operator(self.node.clone(), e);
+        match m {
+            Message::Data(batch) => {
+                self.op.process(batch, &mut self.collector).map_err(err)?;
+                self.flush().await
+            }
+            Message::Watermark(w) => {
+                self.op.on_watermark(w, &mut self.collector).map_err(err)?;
+                Ok(self.flush().await? && self.out.send(Message::Watermark(w)).await?)
+            }
+            Message::Idle => self.out.send(Message::Idle).await,
+            Message::Barrier(id) => {
+                let state = self.op.snapshot().map_err(err)?;
+                let _ = self.acks.send(Ack {
+                    id,
+                    node: self.node.clone(),
+                    state: AckState::Operator(state),
+                });
+                self.rejects.barrier(id).await;
+                self.out.send(Message::Barrier(id)).await
+            }
+        }
+    }
+}
+
+/// A task that feeds its inputs into a chain of operators and sinks, and passes checkpoint
+/// completions to it.
+pub(crate) async fn run_chain<T: Send + 'static>(
+    mut inputs: Inputs<T>,
+    mut head: Box<dyn Downstream<T>>,
+    mut complete: watch::Receiver<Option<CheckpointId>>,
+    kind: TaskKind,
+) -> Result<TaskReport> {
+    head.start().await?;
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            biased;
+            r = complete.changed(), if watching => match r {
+                Ok(()) => {
+                    let done = *complete.borrow_and_update();
+                    if let Some(id) = done {
+                        head.checkpoint_complete(id).await?;
+                    }
+                }
+                Err(_) => watching = false,
+            },
+            m = inputs.next() => match m {
+                Some(m) => {
+                    if !head.push(m).await? {
+                        return Ok(TaskReport::default());
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    // Input ended: wait for the checkpoints already pre-committed to complete.
+    while head.has_pending() {
+        if complete.changed().await.is_err() {
+            break;
+        }
+        let done = *complete.borrow_and_update();
+        if let Some(id) = done {
+            head.checkpoint_complete(id).await?;
+        }
+    }
+    head.finish().await?;
+    Ok(TaskReport {
+        kind,
+        ..Default::default()
+    })
+}
+
+/// A sink as the last stage of a chain: two-phase commit, written once for every sink (C6).
+/// Writes data, pre-commits on the aligned barrier, commits every pending handle up to a
+/// completed checkpoint, and re-commits the restored checkpoint's handles when it starts.
+pub(crate) struct SinkStage<S: Sink> {
     pub node: String,
     pub sink: S,
     pub ctx: SinkContext,
     pub restored: Vec<(CheckpointId, S::Handle)>,
-    pub inputs: Inputs<S::Item>,
-    pub complete: watch::Receiver<Option<CheckpointId>>,
+    pub pending: BTreeMap<CheckpointId, S::Handle>,
     pub acks: mpsc::UnboundedSender<Ack>,
+    pub written: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    pub records_out: metrics::Counter,
 }
 
-impl<S: Sink> SinkTask<S> {
-    /// Two-phase commit, written once for every sink (C6): write, pre-commit on the aligned
-    /// barrier, commit every pending handle up to a completed checkpoint, re-commit restored
-    /// handles on start.
-    pub(crate) async fn run(mut self) -> Result<TaskReport> {
-        let node = self.node.clone();
-        let err = |e| Error::sink(node.clone(), e);
-        self.sink.open(&self.ctx).await.map_err(err)?;
+impl<S: Sink> SinkStage<S> {
+    fn err(&self, e: crate::error::BoxError) -> Error {
+        Error::sink(self.node.clone(), e)
+    }
+}
+
+#[async_trait]
+impl<S: Sink> Downstream<S::Item> for SinkStage<S> {
+    async fn start(&mut self) -> Result<()> {
+        self.sink.open(&self.ctx).await.map_err(|e| self.err(e))?;
         // Restored handles may or may not have committed before the crash; commit is idempotent.
         for (id, handle) in std::mem::take(&mut self.restored) {
-            self.sink.commit(id, handle).await.map_err(err)?;
+            self.sink
+                .commit(id, handle)
+                .await
+                .map_err(|e| self.err(e))?;
         }
-        let records_out = metrics::counter!("watershed_records_out_total", "node" => node.clone());
-        let mut pending: BTreeMap<CheckpointId, S::Handle> = BTreeMap::new();
-        let mut report = TaskReport {
-            node: node.clone(),
-            ..Default::default()
-        };
-        let result: Result<()> = async {
-            loop {
-                tokio::select! {
-                    biased;
-                    r = self.complete.changed() => {
-                        if r.is_err() { break; }
-                        self.commit_completed(&mut pending).await?;
-                    }
-                    m = self.inputs.next() => match m {
-                        Some(Message::Data(batch)) => {
-                            let n = batch.len() as u64;
-                            self.sink.write(batch).await.map_err(err)?;
-                            report.records_in += n;
-                            records_out.increment(n);
-                        }
-                        Some(Message::Barrier(id)) => {
-                            let handle = self.sink.pre_commit(id).await.map_err(err)?;
-                            pending.insert(id, handle);
-                            let value = serde_json::to_value(pending.iter().collect::<Vec<_>>())
-                                .map_err(|e| Error::state(&node, e))?;
-                            let _ = self.acks.send(Ack { id, node: node.clone(), state: AckState::Sink(value) });
-                        }
-                        Some(Message::Watermark(_)) | Some(Message::Idle) => {}
-                        None => break,
-                    },
-                }
-            }
-            // Input ended: wait for the checkpoints already pre-committed to complete.
-            while !pending.is_empty() {
-                if self.complete.changed().await.is_err() {
-                    break;
-                }
-                self.commit_completed(&mut pending).await?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = self.sink.abort().await;
-            return Err(e);
-        }
-        self.sink.close().await.map_err(err)?;
-        Ok(report)
+        Ok(())
     }
 
-    async fn commit_completed(
-        &mut self,
-        pending: &mut BTreeMap<CheckpointId, S::Handle>,
-    ) -> Result<()> {
-        let Some(done) = *self.complete.borrow_and_update() else {
-            return Ok(());
-        };
-        while let Some(entry) = pending.first_entry() {
+    async fn push(&mut self, m: Message<S::Item>) -> Result<bool> {
+        match m {
+            Message::Data(batch) => {
+                let n = batch.len() as u64;
+                self.sink.write(batch).await.map_err(|e| self.err(e))?;
+                self.records_out.increment(n);
+                if let Some(w) = &self.written {
+                    w.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Message::Barrier(id) => {
+                let handle = self.sink.pre_commit(id).await.map_err(|e| self.err(e))?;
+                self.pending.insert(id, handle);
+                let value = serde_json::to_value(self.pending.iter().collect::<Vec<_>>())
+                    .map_err(|e| Error::state(&self.node, e))?;
+                let _ = self.acks.send(Ack {
+                    id,
+                    node: self.node.clone(),
+                    state: AckState::Sink(value),
+                });
+            }
+            Message::Watermark(_) | Message::Idle => {}
+        }
+        Ok(true)
+    }
+
+    async fn checkpoint_complete(&mut self, done: CheckpointId) -> Result<()> {
+        // Notices may be skipped: a completed checkpoint commits everything up to it (C5).
+        while let Some(entry) = self.pending.first_entry() {
             if *entry.key() > done {
                 break;
             }
@@ -421,16 +506,24 @@ impl<S: Sink> SinkTask<S> {
             self.sink
                 .commit(id, handle)
                 .await
-                .map_err(|e| Error::sink(self.node.clone(), e))?;
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.sink.close().await.map_err(|e| self.err(e))
     }
 }
 
 /// Routes each record to one of several outputs; control messages go to all of them.
 pub(crate) async fn route<T: Send + 'static>(
     mut inputs: Inputs<T>,
-    outs: Vec<Output<T>>,
+    mut outs: Vec<Output<T>>,
     mut pick: impl FnMut(&Record<T>) -> usize + Send,
 ) -> Result<TaskReport> {
     let n = outs.len();
@@ -446,43 +539,47 @@ pub(crate) async fn route<T: Send + 'static>(
                 for (i, part) in parts.iter_mut().enumerate() {
                     if !part.is_empty() {
                         let b = std::mem::replace(part, Vec::with_capacity(hint));
-                        if !outs[i].send(Message::Data(b)).await {
+                        if !outs[i].send(Message::Data(b)).await? {
                             return Ok(TaskReport::default());
                         }
                     }
                 }
             }
-            Message::Watermark(w) => broadcast(&outs, || Message::Watermark(w)).await,
-            Message::Idle => broadcast(&outs, || Message::Idle).await,
-            Message::Barrier(id) => broadcast(&outs, || Message::Barrier(id)).await,
+            Message::Watermark(w) => broadcast(&mut outs, || Message::Watermark(w)).await?,
+            Message::Idle => broadcast(&mut outs, || Message::Idle).await?,
+            Message::Barrier(id) => broadcast(&mut outs, || Message::Barrier(id)).await?,
         }
     }
     Ok(TaskReport::default())
 }
 
-async fn broadcast<T>(outs: &[Output<T>], make: impl Fn() -> Message<T>) {
+async fn broadcast<T: Send + 'static>(
+    outs: &mut [Output<T>],
+    make: impl Fn() -> Message<T>,
+) -> Result<()> {
     for o in outs {
-        o.send(make()).await;
+        o.send(make()).await?;
     }
+    Ok(())
 }
 
 /// Sends every message to every output (records cloned).
 pub(crate) async fn fan_out<T: Clone + Send + 'static>(
     mut inputs: Inputs<T>,
-    outs: Vec<Output<T>>,
+    mut outs: Vec<Output<T>>,
 ) -> Result<TaskReport> {
     while let Some(m) = inputs.next().await {
         match m {
             Message::Data(batch) => {
-                let (last, rest) = outs.split_last().expect("fan-out has outputs");
+                let (last, rest) = outs.split_last_mut().expect("fan-out has outputs");
                 for o in rest {
-                    o.send(Message::Data(batch.clone())).await;
+                    o.send(Message::Data(batch.clone())).await?;
                 }
-                last.send(Message::Data(batch)).await;
+                last.send(Message::Data(batch)).await?;
             }
-            Message::Watermark(w) => broadcast(&outs, || Message::Watermark(w)).await,
-            Message::Idle => broadcast(&outs, || Message::Idle).await,
-            Message::Barrier(id) => broadcast(&outs, || Message::Barrier(id)).await,
+            Message::Watermark(w) => broadcast(&mut outs, || Message::Watermark(w)).await?,
+            Message::Idle => broadcast(&mut outs, || Message::Idle).await?,
+            Message::Barrier(id) => broadcast(&mut outs, || Message::Barrier(id)).await?,
         }
     }
     Ok(TaskReport::default())
