@@ -2,3 +2,8 @@
 //! every example runs unchanged, whatever the source.
 
 pub mod clickstream;
+
+/// The README's code sample, compiled and run as a doctest so it cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;

@@ -111,6 +111,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let started = Instant::now();
     let summary = pipeline.run().await?;
+    if summary.records_in == 0 {
+        eprintln!(
+            "quickstart: the run in {} had already finished; nothing left to do (pass --fresh to start over)",
+            args.out.display()
+        );
+    }
     eprintln!(
         "quickstart: read {} page views in {:.2?}, {} checkpoints (last {:?}); committed results in {}",
         summary.records_in,
