@@ -406,8 +406,9 @@ async fn bounded_channels_stop_a_fast_source_and_shutdown_drains_gracefully() {
         let in_flight = generated.load(Ordering::SeqCst) - received.load(Ordering::SeqCst);
         max_in_flight = max_in_flight.max(in_flight);
     }
-    // Two channels of 2 batches, plus one batch held by each of the three tasks: at most
-    // 7 batches of 100 records are between the source and the sink, however fast the source.
+    // The source runs in its own task (start_new_chain) behind a channel of 2 batches; with
+    // one batch in the sink's hands and one being sent, at most ~4 batches of 100 records are
+    // between the source and the sink, however fast the source (700 leaves slack).
     assert!(max_in_flight <= 700, "{max_in_flight} records in flight");
     assert!(received.load(Ordering::SeqCst) > 0);
     shutdown.shutdown();
@@ -443,4 +444,71 @@ async fn duplicate_node_names_are_a_configuration_error() {
     p.source("x", numbers(1, 1), WatermarkStrategy::none())
         .sink("x", CollectSink::new());
     assert!(matches!(p.run().await, Err(Error::Config(_))));
+}
+
+#[tokio::test]
+async fn split_separates_a_side_output_and_fan_out_feeds_every_sink() {
+    let p = Pipeline::new(config("side-outputs", &CheckpointStore::memory()));
+    let evens = CollectSink::new();
+    let odds = CollectSink::new();
+    let all_a = CollectSink::new();
+    let all_b = CollectSink::new();
+    let mut copies = p
+        .source("n", numbers(2, 100), WatermarkStrategy::monotonous())
+        .fan_out(2)
+        .into_iter();
+    let (to_split, to_both) = (copies.next().unwrap(), copies.next().unwrap());
+    let (left, right) = to_split
+        .apply(
+            "classify",
+            FnOperator::new(|b: Batch<u64>, out: &mut Collector<Either<u64, u64>>| {
+                for r in b {
+                    let v = r.value;
+                    out.emit(r.with_value(if v % 2 == 0 {
+                        Either::Left(v)
+                    } else {
+                        Either::Right(v)
+                    }));
+                }
+            }),
+        )
+        .split();
+    left.sink("evens", evens.clone());
+    right.sink("odds", odds.clone());
+    let mut both = to_both.fan_out(2).into_iter();
+    both.next().unwrap().sink("all-a", all_a.clone());
+    both.next().unwrap().sink("all-b", all_b.clone());
+    p.run().await.unwrap();
+    assert!(evens.values().iter().all(|v| v % 2 == 0));
+    assert!(odds.values().iter().all(|v| v % 2 == 1));
+    assert_eq!(evens.values().len() + odds.values().len(), 200);
+    assert_eq!(all_a.values().len(), 200);
+    assert_eq!(sorted_u64(all_a.values()), sorted_u64(all_b.values()));
+}
+
+fn sorted_u64(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_failing_operator_stops_the_pipeline_with_its_node_name() {
+    let p = Pipeline::new(config("op-fails", &CheckpointStore::memory()));
+    struct Boom;
+    impl Operator for Boom {
+        type In = u64;
+        type Out = u64;
+        fn process(&mut self, _: Batch<u64>, _: &mut Collector<u64>) -> Result<(), BoxError> {
+            Err("disk on fire".into())
+        }
+    }
+    p.source("n", numbers(1, 10), WatermarkStrategy::none())
+        .apply("boom", Boom)
+        .sink("out", CollectSink::new());
+    let err = p.run().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Operator { node, .. } if node == "boom"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("disk on fire"));
 }
