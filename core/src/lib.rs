@@ -44,6 +44,8 @@ pub use sink::{Sink, SinkContext};
 pub use source::{Source, SourceEvent};
 pub use time::EventTime;
 pub use watermark::{SplitWatermarks, WatermarkStrategy, WatermarkUpdate};
-pub use window::{TumblingWindows, Window, WindowAssigner};
+pub use window::{
+    SessionWindows, SlidingWindows, TumblingWindows, Window, WindowAssigner, WindowConfigError,
+};
 
 pub use async_trait::async_trait;

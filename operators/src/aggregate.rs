@@ -1,11 +1,20 @@
 //! Aggregators: per-window state that is O(1) in the number of elements and can merge.
+//!
+//! The exceptions are explicit: [`DistinctCount`] keeps the distinct values (exact),
+//! [`TopK`] keeps `k` values and [`Process`] keeps every element, for the rare window function
+//! that needs them all.
 
+use rustc_hash::FxHashSet;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::hash::Hash;
 use std::ops::AddAssign;
 
 /// Incremental aggregation: `create` an accumulator, `add` values to it, `merge` two (for
 /// session windows and combining), `finish` into the result. Accumulators go into checkpoints.
+///
+/// `finish` borrows the accumulator because a window with allowed lateness keeps it after
+/// firing, to emit updated results for late elements.
 pub trait Aggregator<T>: Clone + Send + Sync + 'static {
     /// The running state of one window and key.
     type Acc: Serialize + DeserializeOwned + Send + 'static;
@@ -33,6 +42,7 @@ impl<T> Aggregator<T> for Count {
     fn create(&self) -> u64 {
         0
     }
+    #[inline]
     fn add(&self, acc: &mut u64, _value: &T) {
         *acc += 1;
     }
@@ -59,6 +69,7 @@ where
     fn create(&self) -> N {
         N::default()
     }
+    #[inline]
     fn add(&self, acc: &mut N, value: &T) {
         *acc += (self.0)(value);
     }
@@ -67,5 +78,311 @@ where
     }
     fn finish(&self, acc: &N) -> N {
         *acc
+    }
+}
+
+/// The smallest value a function extracts; `None` only for an empty window, which never fires.
+/// Incomparable values (NaN) never replace a value already held.
+#[derive(Clone, Copy, Debug)]
+pub struct Min<F>(pub F);
+
+/// The largest value a function extracts; `None` only for an empty window, which never fires.
+/// Incomparable values (NaN) never replace a value already held.
+#[derive(Clone, Copy, Debug)]
+pub struct Max<F>(pub F);
+
+#[inline]
+fn keep_if<N: Copy>(acc: &mut Option<N>, v: N, better: impl Fn(&N, &N) -> bool) {
+    match acc {
+        Some(cur) if !better(&v, cur) => {}
+        _ => *acc = Some(v),
+    }
+}
+
+impl<T, N, F> Aggregator<T> for Min<F>
+where
+    F: Fn(&T) -> N + Clone + Send + Sync + 'static,
+    N: PartialOrd + Copy + Serialize + DeserializeOwned + Send + 'static,
+{
+    type Acc = Option<N>;
+    type Output = Option<N>;
+
+    fn create(&self) -> Option<N> {
+        None
+    }
+    #[inline]
+    fn add(&self, acc: &mut Option<N>, value: &T) {
+        keep_if(acc, (self.0)(value), |a, b| a < b);
+    }
+    fn merge(&self, acc: &mut Option<N>, other: Option<N>) {
+        if let Some(v) = other {
+            keep_if(acc, v, |a, b| a < b);
+        }
+    }
+    fn finish(&self, acc: &Option<N>) -> Option<N> {
+        *acc
+    }
+}
+
+impl<T, N, F> Aggregator<T> for Max<F>
+where
+    F: Fn(&T) -> N + Clone + Send + Sync + 'static,
+    N: PartialOrd + Copy + Serialize + DeserializeOwned + Send + 'static,
+{
+    type Acc = Option<N>;
+    type Output = Option<N>;
+
+    fn create(&self) -> Option<N> {
+        None
+    }
+    #[inline]
+    fn add(&self, acc: &mut Option<N>, value: &T) {
+        keep_if(acc, (self.0)(value), |a, b| a > b);
+    }
+    fn merge(&self, acc: &mut Option<N>, other: Option<N>) {
+        if let Some(v) = other {
+            keep_if(acc, v, |a, b| a > b);
+        }
+    }
+    fn finish(&self, acc: &Option<N>) -> Option<N> {
+        *acc
+    }
+}
+
+/// The arithmetic mean of the `f64` a function extracts (NaN for an empty window, which never
+/// fires). The accumulator is `(sum, count)`, so merging sessions is exact in the count.
+#[derive(Clone, Copy, Debug)]
+pub struct Mean<F>(pub F);
+
+impl<T, F> Aggregator<T> for Mean<F>
+where
+    F: Fn(&T) -> f64 + Clone + Send + Sync + 'static,
+{
+    type Acc = (f64, u64);
+    type Output = f64;
+
+    fn create(&self) -> (f64, u64) {
+        (0.0, 0)
+    }
+    #[inline]
+    fn add(&self, acc: &mut (f64, u64), value: &T) {
+        acc.0 += (self.0)(value);
+        acc.1 += 1;
+    }
+    fn merge(&self, acc: &mut (f64, u64), other: (f64, u64)) {
+        acc.0 += other.0;
+        acc.1 += other.1;
+    }
+    fn finish(&self, acc: &(f64, u64)) -> f64 {
+        acc.0 / acc.1 as f64
+    }
+}
+
+/// The exact number of distinct values a function extracts. The accumulator holds the
+/// distinct values themselves, so its size is the window's cardinality, not O(1).
+#[derive(Clone, Copy, Debug)]
+pub struct DistinctCount<F>(pub F);
+
+impl<T, V, F> Aggregator<T> for DistinctCount<F>
+where
+    F: Fn(&T) -> V + Clone + Send + Sync + 'static,
+    V: Hash + Eq + Serialize + DeserializeOwned + Send + 'static,
+{
+    type Acc = FxHashSet<V>;
+    type Output = u64;
+
+    fn create(&self) -> FxHashSet<V> {
+        FxHashSet::default()
+    }
+    #[inline]
+    fn add(&self, acc: &mut FxHashSet<V>, value: &T) {
+        acc.insert((self.0)(value));
+    }
+    fn merge(&self, acc: &mut FxHashSet<V>, other: FxHashSet<V>) {
+        acc.extend(other);
+    }
+    fn finish(&self, acc: &FxHashSet<V>) -> u64 {
+        acc.len() as u64
+    }
+}
+
+/// The `k` largest values a function extracts, largest first (ties kept). State is O(k).
+#[derive(Clone, Copy, Debug)]
+pub struct TopK<F> {
+    k: usize,
+    f: F,
+}
+
+impl<F> TopK<F> {
+    /// The `k` largest values of `f(element)`; `k = 0` yields empty results.
+    pub fn new(k: usize, f: F) -> Self {
+        TopK { k, f }
+    }
+}
+
+impl<F> TopK<F> {
+    /// Inserts into an ascending vector of at most `k` values.
+    #[inline]
+    fn offer<N: Ord>(&self, acc: &mut Vec<N>, v: N) {
+        if self.k == 0 {
+            return;
+        }
+        if acc.len() == self.k {
+            // Full: only a value above the current minimum enters, evicting it.
+            if v <= acc[0] {
+                return;
+            }
+            acc.remove(0);
+        }
+        let at = acc.partition_point(|x| *x <= v);
+        acc.insert(at, v);
+    }
+}
+
+impl<T, N, F> Aggregator<T> for TopK<F>
+where
+    F: Fn(&T) -> N + Clone + Send + Sync + 'static,
+    N: Ord + Clone + Serialize + DeserializeOwned + Send + 'static,
+{
+    // Ascending, so the smallest kept value is first and cheap to compare against.
+    type Acc = Vec<N>;
+    type Output = Vec<N>;
+
+    fn create(&self) -> Vec<N> {
+        Vec::new()
+    }
+    #[inline]
+    fn add(&self, acc: &mut Vec<N>, value: &T) {
+        self.offer(acc, (self.f)(value));
+    }
+    fn merge(&self, acc: &mut Vec<N>, other: Vec<N>) {
+        for v in other {
+            self.offer(acc, v);
+        }
+    }
+    fn finish(&self, acc: &Vec<N>) -> Vec<N> {
+        acc.iter().rev().cloned().collect()
+    }
+}
+
+/// Folds elements with a closure `f(acc, element) -> acc`; the first element starts the fold.
+/// `f` must be associative for session windows, whose partial folds merge. The result is
+/// `None` only for an empty window, which never fires;
+/// [`WindowedStream::reduce`](crate::WindowedStream::reduce) unwraps it.
+#[derive(Clone, Copy, Debug)]
+pub struct Reduce<F>(pub F);
+
+impl<T, F> Aggregator<T> for Reduce<F>
+where
+    T: Clone + Serialize + DeserializeOwned + Send + 'static,
+    F: Fn(T, &T) -> T + Clone + Send + Sync + 'static,
+{
+    type Acc = Option<T>;
+    type Output = Option<T>;
+
+    fn create(&self) -> Option<T> {
+        None
+    }
+    #[inline]
+    fn add(&self, acc: &mut Option<T>, value: &T) {
+        *acc = Some(match acc.take() {
+            None => value.clone(),
+            Some(a) => (self.0)(a, value),
+        });
+    }
+    fn merge(&self, acc: &mut Option<T>, other: Option<T>) {
+        if let Some(b) = other {
+            *acc = Some(match acc.take() {
+                None => b,
+                Some(a) => (self.0)(a, &b),
+            });
+        }
+    }
+    fn finish(&self, acc: &Option<T>) -> Option<T> {
+        acc.clone()
+    }
+}
+
+/// Keeps every element of the window and hands them all to `f` when it fires, in arrival order
+/// (merged sessions: the earlier session's elements first). State grows with the window's
+/// element count; prefer an incremental aggregator when one fits.
+#[derive(Clone, Copy, Debug)]
+pub struct Process<F>(pub F);
+
+impl<T, O, F> Aggregator<T> for Process<F>
+where
+    T: Clone + Serialize + DeserializeOwned + Send + 'static,
+    O: Send + 'static,
+    F: Fn(&[T]) -> O + Clone + Send + Sync + 'static,
+{
+    type Acc = Vec<T>;
+    type Output = O;
+
+    fn create(&self) -> Vec<T> {
+        Vec::new()
+    }
+    fn add(&self, acc: &mut Vec<T>, value: &T) {
+        acc.push(value.clone());
+    }
+    fn merge(&self, acc: &mut Vec<T>, other: Vec<T>) {
+        acc.extend(other);
+    }
+    fn finish(&self, acc: &Vec<T>) -> O {
+        (self.0)(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<A: Aggregator<i64>>(agg: &A, xs: &[i64]) -> A::Output {
+        let mut acc = agg.create();
+        for x in xs {
+            agg.add(&mut acc, x);
+        }
+        agg.finish(&acc)
+    }
+
+    fn split_merge<A: Aggregator<i64>>(agg: &A, xs: &[i64], at: usize) -> A::Output {
+        let (a, b) = xs.split_at(at);
+        let mut acc = agg.create();
+        let mut other = agg.create();
+        for x in a {
+            agg.add(&mut acc, x);
+        }
+        for x in b {
+            agg.add(&mut other, x);
+        }
+        agg.merge(&mut acc, other);
+        agg.finish(&acc)
+    }
+
+    #[test]
+    fn built_in_aggregators_compute_their_definitions_and_merge_like_one_pass() {
+        let xs = [5, -3, 9, 9, 0, 7, -3];
+        for at in 0..=xs.len() {
+            assert_eq!(split_merge(&Count, &xs, at), 7);
+            assert_eq!(split_merge(&Sum(|x: &i64| *x), &xs, at), 24);
+            assert_eq!(split_merge(&Min(|x: &i64| *x), &xs, at), Some(-3));
+            assert_eq!(split_merge(&Max(|x: &i64| *x), &xs, at), Some(9));
+            assert_eq!(split_merge(&DistinctCount(|x: &i64| *x), &xs, at), 5);
+            assert_eq!(
+                split_merge(&TopK::new(3, |x: &i64| *x), &xs, at),
+                vec![9, 9, 7]
+            );
+            assert_eq!(
+                split_merge(&Reduce(|a: i64, b: &i64| a.max(*b)), &xs, at),
+                Some(9)
+            );
+            assert_eq!(
+                split_merge(&Process(|v: &[i64]| v.len()), &xs, at),
+                xs.len()
+            );
+            let mean = split_merge(&Mean(|x: &i64| *x as f64), &xs, at);
+            assert!((mean - 24.0 / 7.0).abs() < 1e-12);
+        }
+        assert_eq!(run(&TopK::new(0, |x: &i64| *x), &xs), Vec::<i64>::new());
+        assert_eq!(run(&Min(|x: &i64| *x), &[]), None);
     }
 }

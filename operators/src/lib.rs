@@ -19,12 +19,18 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+mod count_window;
+mod dedupe;
 mod stateless;
 mod window;
 
-pub use aggregate::{Aggregator, Count, Sum};
+pub use aggregate::{Aggregator, Count, DistinctCount, Max, Mean, Min, Process, Reduce, Sum, TopK};
+pub use count_window::{CountWindowAggregate, CountWindowedStream};
+pub use dedupe::Dedupe;
 pub use stateless::{DecodeOps, StreamOps};
-pub use window::{KeyedStreamOps, WindowAggregate, WindowResult, WindowedStream};
+pub use window::{
+    KeyedStreamOps, WindowAggregate, WindowAggregateWithLate, WindowResult, WindowedStream,
+};
 
 /// The extension traits, for `use watershed_operators::prelude::*`.
 pub mod prelude {
