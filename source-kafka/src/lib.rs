@@ -1,5 +1,30 @@
-//! Kafka source and transactional sink for Watershed.
+//! Kafka for Watershed: a [`KafkaSource`] on a consumer group and a [`KafkaSink`] on an
+//! idempotent producer, both built on rdkafka (librdkafka).
 //!
-//! Not implemented yet: this crate is a placeholder in the workspace layout so that the
-//! dependency graph is fixed early. It exports nothing that pretends to work.
+//! - Partitions are splits. The source subscribes with the cooperative-sticky assignor; on
+//!   assignment it seeks each partition to the position in the restored Watershed checkpoint,
+//!   else the group's committed offset, else the configured start position.
+//! - A position is the **next offset to read** (last processed + 1), in checkpoints and in the
+//!   offsets committed to Kafka. Auto-commit is off; offsets are committed to the group only
+//!   when a Watershed checkpoint completes, and only for partitions still assigned.
+//! - Reads are batched: a non-blocking poll loop drains librdkafka's prefetch queue into
+//!   per-partition batches (no await per message). librdkafka's prefetch is bounded by
+//!   `queued.max.messages.kbytes`, so a back-pressured pipeline stops fetching.
+//!
+//! ```no_run
+//! use watershed_source_kafka::{KafkaSource, StartPosition};
+//! let source = KafkaSource::builder("127.0.0.1:9092", "analytics")
+//!     .topic("page-views")
+//!     .start(StartPosition::Earliest)
+//!     .build()
+//!     .unwrap();
+//! ```
 #![deny(missing_docs)]
+
+mod error;
+mod sink;
+mod source;
+
+pub use error::KafkaError;
+pub use sink::{KafkaSink, KafkaSinkBuilder};
+pub use source::{KafkaPosition, KafkaSource, KafkaSourceBuilder, StartPosition};

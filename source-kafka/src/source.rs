@@ -1,0 +1,556 @@
+//! The Kafka source.
+
+use crate::error::KafkaError;
+use async_trait::async_trait;
+use bytes::Bytes;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::{Headers as _, Message};
+use rdkafka::{ClientContext, Offset as RdOffset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use watershed_core::{
+    BoxError, CheckpointId, EventTime, Headers, Offset, Origin, Record, Source, SourceEvent,
+    SplitId, SplitRef,
+};
+
+/// Where to start reading a partition that has neither a Watershed checkpoint position nor a
+/// committed group offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StartPosition {
+    /// The oldest retained record.
+    #[default]
+    Earliest,
+    /// Only records produced after the source starts.
+    Latest,
+    /// The first record with a timestamp at or after this time (ms since epoch).
+    Timestamp(i64),
+}
+
+/// Checkpointed position of a [`KafkaSource`]: for each topic and partition, the **next**
+/// offset to read (last processed + 1).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaPosition {
+    /// topic → partition → next offset.
+    pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+impl KafkaPosition {
+    /// The next offset of `topic`/`partition`, if known.
+    pub fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets.get(topic)?.get(&partition).copied()
+    }
+}
+
+#[derive(Debug)]
+enum Change {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Rebalance handling: seeks newly assigned partitions to their restored positions inside the
+/// callback (before any fetch), and records what changed for the poll loop.
+struct SourceContext {
+    restored: Mutex<KafkaPosition>,
+    changes: Mutex<Vec<Change>>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr::*;
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let restored = self.restored.lock().expect("restored lock");
+                for (topic, partition) in &parts {
+                    if let Some(next) = restored.next_offset(topic, *partition) {
+                        let _ = tpl.set_partition_offset(topic, *partition, RdOffset::Offset(next));
+                    }
+                }
+                drop(restored);
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "kafka: assigning partitions failed");
+                }
+                self.changes
+                    .lock()
+                    .expect("changes lock")
+                    .push(Change::Assigned(parts));
+            }
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "kafka: unassigning partitions failed");
+                }
+                self.changes
+                    .lock()
+                    .expect("changes lock")
+                    .push(Change::Revoked(parts));
+            }
+            other => {
+                tracing::error!(error = ?other, "kafka: rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+        metrics::counter!("watershed_kafka_rebalances_total").increment(1);
+    }
+
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
+}
+
+/// Builds a [`KafkaSource`].
+#[derive(Clone, Debug)]
+pub struct KafkaSourceBuilder {
+    brokers: String,
+    group: String,
+    topics: Vec<String>,
+    start: StartPosition,
+    properties: Vec<(String, String)>,
+    batch_size: usize,
+    event_time_from_kafka: bool,
+}
+
+impl KafkaSourceBuilder {
+    /// Subscribes to `topic` (call again for more). A name starting with `^` is a regex.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Where to start partitions with no checkpointed or committed position (default earliest).
+    pub fn start(mut self, start: StartPosition) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Any librdkafka consumer property (security, SASL, TLS, fetch sizes, …). Properties the
+    /// source relies on (`enable.auto.commit`, `enable.auto.offset.store`) cannot be overridden.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// Records per batch, at most (default 1024).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// Use the read time instead of the Kafka record timestamp as event time.
+    pub fn event_time_from_read_time(mut self) -> Self {
+        self.event_time_from_kafka = false;
+        self
+    }
+
+    /// Creates the consumer (it connects when the pipeline opens the source).
+    pub fn build(self) -> Result<KafkaSource, KafkaError> {
+        if self.topics.is_empty() {
+            return Err(KafkaError::Invalid("no topic to subscribe to".into()));
+        }
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("isolation.level", "read_committed")
+            .set(
+                "auto.offset.reset",
+                match self.start {
+                    StartPosition::Latest => "latest",
+                    _ => "earliest",
+                },
+            );
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
+        // Offsets are Watershed's to commit, and only at completed checkpoints.
+        config
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        let context = SourceContext {
+            restored: Mutex::new(KafkaPosition::default()),
+            changes: Mutex::new(Vec::new()),
+        };
+        let consumer: BaseConsumer<SourceContext> = config
+            .create_with_context(context)
+            .map_err(KafkaError::Config)?;
+        Ok(KafkaSource {
+            consumer,
+            topics: self.topics,
+            start: self.start,
+            batch_size: self.batch_size,
+            event_time_from_kafka: self.event_time_from_kafka,
+            position: KafkaPosition::default(),
+            assigned: HashMap::new(),
+            ready: VecDeque::new(),
+        })
+    }
+}
+
+/// An event ready to hand out, with the position it moves the partition to
+/// (topic, partition, next offset), if it carries records.
+type Ready = (Option<(String, i32, i64)>, SourceEvent<Bytes>);
+
+struct Assigned {
+    split: SplitId,
+    source: Arc<SplitRef>,
+}
+
+/// Reads Kafka topics through a consumer group; each partition is a split. See the crate docs.
+pub struct KafkaSource {
+    consumer: BaseConsumer<SourceContext>,
+    topics: Vec<String>,
+    start: StartPosition,
+    batch_size: usize,
+    event_time_from_kafka: bool,
+    position: KafkaPosition,
+    assigned: HashMap<(String, i32), Assigned>,
+    /// Events ready to hand out, each with the position it moves to (topic, partition, next).
+    ready: VecDeque<Ready>,
+}
+
+impl KafkaSource {
+    /// A builder for a source in consumer group `group` on the cluster at `brokers`.
+    pub fn builder(brokers: impl Into<String>, group: impl Into<String>) -> KafkaSourceBuilder {
+        KafkaSourceBuilder {
+            brokers: brokers.into(),
+            group: group.into(),
+            topics: Vec::new(),
+            start: StartPosition::default(),
+            properties: Vec::new(),
+            batch_size: 1024,
+            event_time_from_kafka: true,
+        }
+    }
+
+    fn split_id(topic: &str, partition: i32) -> SplitId {
+        SplitId::new(format!("{topic}-{partition}"))
+    }
+
+    /// Turns rebalance notes into split events, in order.
+    fn apply_changes(&mut self) {
+        Splits {
+            consumer: &self.consumer,
+            assigned: &mut self.assigned,
+            ready: &mut self.ready,
+            position: &mut self.position,
+            start: self.start,
+        }
+        .apply();
+    }
+
+    /// Drains what librdkafka has prefetched, up to one batch, into per-partition batches.
+    fn drain(&mut self) -> Result<usize, KafkaError> {
+        let mut per_split: HashMap<(String, i32), Vec<Record<Bytes>>> = HashMap::new();
+        let mut n = 0;
+        let now = EventTime::now();
+        while n < self.batch_size {
+            let message = match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(RdError::PartitionEOF(_))) => continue,
+                Some(Err(e)) => {
+                    if is_fatal(&e) {
+                        return Err(KafkaError::Consume(e));
+                    }
+                    tracing::warn!(error = %e, "kafka: transient consumer error");
+                    continue;
+                }
+            };
+            let key = (message.topic().to_string(), message.partition());
+            if !self.assigned.contains_key(&key) {
+                // Rebalance callbacks run inside poll: a newly assigned partition is known
+                // only after its notes are applied (the lock is taken only on this miss).
+                Splits {
+                    consumer: &self.consumer,
+                    assigned: &mut self.assigned,
+                    ready: &mut self.ready,
+                    position: &mut self.position,
+                    start: self.start,
+                }
+                .apply();
+            }
+            let Some(assigned) = self.assigned.get(&key) else {
+                continue; // revoked between fetch and poll
+            };
+            let timestamp = if self.event_time_from_kafka {
+                message
+                    .timestamp()
+                    .to_millis()
+                    .map(EventTime)
+                    .unwrap_or(now)
+            } else {
+                now
+            };
+            let mut record = Record::new(
+                Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+                timestamp,
+            );
+            record.key = message.key().map(Bytes::copy_from_slice);
+            if let Some(hs) = message.headers() {
+                let mut headers = Headers::new();
+                for h in hs.iter() {
+                    headers.push(h.key, h.value.map(Bytes::copy_from_slice));
+                }
+                record.headers = headers;
+            }
+            record.origin = Some(Origin {
+                source: assigned.source.clone(),
+                offset: Offset::Number(message.offset()),
+            });
+            per_split.entry(key).or_default().push(record);
+            n += 1;
+        }
+        // A partition revoked during this drain: its records are the new owner's to read.
+        self.apply_changes();
+        for ((topic, partition), records) in per_split {
+            let Some(assigned) = self.assigned.get(&(topic.clone(), partition)) else {
+                continue;
+            };
+            let next = match records.last().and_then(|r| r.origin.as_ref()) {
+                Some(Origin {
+                    offset: Offset::Number(o),
+                    ..
+                }) => o + 1,
+                _ => continue,
+            };
+            let split = assigned.split.clone();
+            self.ready.push_back((
+                Some((topic, partition, next)),
+                SourceEvent::Batch { split, records },
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// The fields a rebalance note touches, borrowed apart from the consumer so notes can be applied
+/// while a polled message still borrows it.
+struct Splits<'a> {
+    consumer: &'a BaseConsumer<SourceContext>,
+    assigned: &'a mut HashMap<(String, i32), Assigned>,
+    ready: &'a mut VecDeque<Ready>,
+    position: &'a mut KafkaPosition,
+    start: StartPosition,
+}
+
+impl Splits<'_> {
+    fn apply(self) {
+        let changes = std::mem::take(&mut *self.consumer.context().changes.lock().expect("lock"));
+        for change in changes {
+            match change {
+                Change::Assigned(parts) => {
+                    let mut seek_by_time = TopicPartitionList::new();
+                    for (topic, partition) in parts {
+                        let split = KafkaSource::split_id(&topic, partition);
+                        let restored = self.position.next_offset(&topic, partition).is_some();
+                        if !restored {
+                            if let StartPosition::Timestamp(ts) = self.start {
+                                let _ = seek_by_time.add_partition_offset(
+                                    &topic,
+                                    partition,
+                                    RdOffset::Offset(ts),
+                                );
+                            }
+                        }
+                        self.assigned.insert(
+                            (topic.clone(), partition),
+                            Assigned {
+                                split: split.clone(),
+                                source: Arc::new(SplitRef {
+                                    stream: topic,
+                                    split: split.clone(),
+                                }),
+                            },
+                        );
+                        self.ready.push_back((None, SourceEvent::SplitAdded(split)));
+                    }
+                    if seek_by_time.count() > 0 {
+                        seek_to_times(self.consumer, seek_by_time);
+                    }
+                }
+                Change::Revoked(parts) => {
+                    for (topic, partition) in parts {
+                        if let Some(a) = self.assigned.remove(&(topic.clone(), partition)) {
+                            // Its data since the last checkpoint is the new owner's to read.
+                            if let Some(p) = self.position.offsets.get_mut(&topic) {
+                                p.remove(&partition);
+                            }
+                            self.ready
+                                .push_back((None, SourceEvent::SplitRemoved(a.split)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn seek_to_times(consumer: &BaseConsumer<SourceContext>, tpl: TopicPartitionList) {
+    // Only for partitions that have no committed offset: a committed offset wins.
+    let committed = consumer
+        .committed_offsets(tpl.clone(), Duration::from_secs(10))
+        .unwrap_or_default();
+    let mut by_time = TopicPartitionList::new();
+    for e in tpl.elements() {
+        let has_committed = committed
+            .find_partition(e.topic(), e.partition())
+            .is_some_and(|c| matches!(c.offset(), RdOffset::Offset(_)));
+        if !has_committed {
+            let _ = by_time.add_partition_offset(e.topic(), e.partition(), e.offset());
+        }
+    }
+    if by_time.count() == 0 {
+        return;
+    }
+    match consumer.offsets_for_times(by_time, Duration::from_secs(10)) {
+        Ok(found) => {
+            for e in found.elements() {
+                let offset = match e.offset() {
+                    RdOffset::Offset(o) => RdOffset::Offset(o),
+                    _ => RdOffset::End,
+                };
+                if let Err(err) =
+                    consumer.seek(e.topic(), e.partition(), offset, Duration::from_secs(10))
+                {
+                    tracing::warn!(topic = e.topic(), partition = e.partition(), error = %err, "kafka: seek by time failed");
+                }
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "kafka: offsets_for_times failed"),
+    }
+}
+
+fn is_fatal(e: &RdError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            Fatal | TopicAuthorizationFailed | GroupAuthorizationFailed | SaslAuthenticationFailed
+        )
+    )
+}
+
+fn offsets_text(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    type Item = Bytes;
+    type Position = KafkaPosition;
+
+    async fn open(&mut self, restored: Option<KafkaPosition>) -> Result<(), BoxError> {
+        let restored = restored.unwrap_or_default();
+        self.position = restored.clone();
+        *self.consumer.context().restored.lock().expect("lock") = restored;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&topics)
+            .map_err(|error| KafkaError::Subscribe {
+                topics: self.topics.clone(),
+                error,
+            })?;
+        Ok(())
+    }
+
+    async fn poll(&mut self, max_wait: Duration) -> Result<SourceEvent<Bytes>, BoxError> {
+        let deadline = Instant::now() + max_wait;
+        loop {
+            if let Some((moves_to, event)) = self.ready.pop_front() {
+                // The position moves when records are handed over, never before.
+                if let Some((topic, partition, next)) = moves_to {
+                    self.position
+                        .offsets
+                        .entry(topic)
+                        .or_default()
+                        .insert(partition, next);
+                }
+                return Ok(event);
+            }
+            self.apply_changes();
+            if !self.ready.is_empty() {
+                continue;
+            }
+            if self.drain()? > 0 || !self.ready.is_empty() {
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(SourceEvent::Idle);
+            }
+            // Nothing prefetched: wait a little without blocking the runtime's thread.
+            tokio::time::sleep((deadline - now).min(Duration::from_millis(2))).await;
+        }
+    }
+
+    fn position(&self) -> KafkaPosition {
+        self.position.clone()
+    }
+
+    async fn checkpoint_complete(
+        &mut self,
+        _id: CheckpointId,
+        position: &KafkaPosition,
+    ) -> Result<(), BoxError> {
+        // Commit only partitions this instance still owns: a lost partition's offset belongs
+        // to its new owner.
+        let mut tpl = TopicPartitionList::new();
+        for (topic, parts) in &position.offsets {
+            for (partition, next) in parts {
+                if self.assigned.contains_key(&(topic.clone(), *partition)) {
+                    tpl.add_partition_offset(topic, *partition, RdOffset::Offset(*next))
+                        .map_err(KafkaError::Consume)?;
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(|error| KafkaError::Commit {
+                offsets: offsets_text(&tpl),
+                error,
+            })?;
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<(), BoxError> {
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+}

@@ -1,0 +1,306 @@
+//! The Kafka source and sink in real pipelines against a real Apache Kafka broker.
+//! Start one with `scripts/brokers up` (or run everything with `scripts/test.sh`).
+
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::TopicPartitionList;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use watershed_core::connectors::{CollectSink, GeneratorSource};
+use watershed_core::*;
+use watershed_operators::prelude::*;
+use watershed_source_kafka::{KafkaSink, KafkaSource, StartPosition};
+
+fn brokers() -> String {
+    std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+/// Produces `(key, value)` pairs and waits until all are acknowledged.
+fn produce(topic: &str, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (key, value) in records {
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+fn config(id: &str, store: &CheckpointStore) -> PipelineConfig {
+    PipelineConfig::new(id)
+        .checkpoint_store(store.clone())
+        .checkpoint_interval(Duration::from_millis(500))
+        .handle_signals(false)
+}
+
+/// Runs `pipeline` until `done()` holds (or the deadline passes), then stops it gracefully.
+async fn run_until(pipeline: Pipeline, deadline: Duration, done: impl Fn() -> bool) -> RunSummary {
+    let stop = pipeline.shutdown_handle();
+    let run = tokio::spawn(pipeline.run());
+    let started = Instant::now();
+    while !done() && started.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.shutdown();
+    run.await.unwrap().unwrap()
+}
+
+fn parse(v: &Bytes) -> (String, u64) {
+    let s = std::str::from_utf8(v).unwrap();
+    let (k, n) = s.split_once(':').unwrap();
+    (k.to_string(), n.parse().unwrap())
+}
+
+/// Rule: every record of a 3-partition topic arrives exactly once, and records of one key
+/// (hence one partition) arrive in the order they were produced.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn round_trip_of_100000_keyed_records_keeps_per_partition_order() {
+    let topic = unique("ws-roundtrip");
+    create_topic(&topic, 3).await;
+    const N: u64 = 100_000;
+    produce(
+        &topic,
+        (0..N).map(|i| {
+            (
+                format!("k{}", i % 17),
+                format!("k{}:{i}", i % 17).into_bytes(),
+            )
+        }),
+    );
+    let p = Pipeline::new(config(&unique("roundtrip"), &CheckpointStore::memory()));
+    let out = CollectSink::<Bytes>::new();
+    let source = KafkaSource::builder(brokers(), unique("group"))
+        .topic(&topic)
+        .build()
+        .unwrap();
+    p.source("kafka", source, WatermarkStrategy::none())
+        .sink("out", out.clone());
+    let check = out.clone();
+    let summary = run_until(p, Duration::from_secs(120), move || {
+        check.values().len() as u64 >= N
+    })
+    .await;
+    assert_eq!(summary.records_in, N);
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for v in out.values() {
+        let (k, n) = parse(&v);
+        if let Some(prev) = last.insert(k.clone(), n) {
+            assert!(n > prev, "key {k}: {n} after {prev}");
+        }
+    }
+    assert_eq!(out.values().len() as u64, N);
+}
+
+fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+        .sum()
+}
+
+/// Rule (SEMANTICS K1, property 8): a position is the next offset to read. A pipeline stopped
+/// after a checkpoint and restarted continues exactly at the checkpointed offsets — no gap, no
+/// re-read — even in another consumer group that has no committed offsets; and the offsets it
+/// commits to its group are last + 1.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn restart_resumes_exactly_at_the_checkpointed_offsets() {
+    let topic = unique("ws-resume");
+    create_topic(&topic, 3).await;
+    produce(
+        &topic,
+        (0..3_000u64).map(|i| (format!("k{i}"), format!("a:{i}").into_bytes())),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::local(dir.path()).unwrap();
+    let id = unique("resume");
+    let out = CollectSink::<Bytes>::new();
+    let run = |group: String, want: usize| {
+        let p = Pipeline::new(config(&id, &store));
+        let source = KafkaSource::builder(brokers(), group)
+            .topic(&topic)
+            .start(StartPosition::Earliest)
+            .build()
+            .unwrap();
+        p.source("kafka", source, WatermarkStrategy::none())
+            .sink("out", out.clone());
+        let check = out.clone();
+        run_until(p, Duration::from_secs(60), move || {
+            check.values().len() >= want
+        })
+    };
+    let first_group = unique("group-a");
+    let first = run(first_group.clone(), 3_000).await;
+    assert_eq!(first.records_in, 3_000);
+    // Offsets committed to the group at the final checkpoint name the next record to read.
+    assert_eq!(committed_total(&first_group, &topic, 3), 3_000);
+
+    produce(
+        &topic,
+        (0..2_000u64).map(|i| (format!("k{i}"), format!("b:{i}").into_bytes())),
+    );
+    // A new group has nothing committed: only the checkpoint can tell where to resume.
+    let second = run(unique("group-b"), 5_000).await;
+    assert_eq!(
+        second.records_in, 2_000,
+        "the restart re-read or skipped records"
+    );
+    let values = out.values();
+    assert_eq!(values.len(), 5_000);
+    let mut seen = std::collections::HashSet::new();
+    for v in &values {
+        assert!(seen.insert(v.clone()), "duplicate {v:?}");
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct View {
+    page: String,
+}
+
+/// Rule: a record that fails to decode reaches the dead-letter sink with its topic, partition,
+/// offset and reason, and the pipeline goes on with the next records.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn undecodable_record_goes_to_dead_letters_with_topic_partition_offset_and_reason() {
+    let topic = unique("ws-dlq");
+    create_topic(&topic, 1).await;
+    produce(
+        &topic,
+        vec![
+            ("a".to_string(), br#"{"page":"/a"}"#.to_vec()),
+            ("b".to_string(), b"{not json".to_vec()),
+            ("c".to_string(), br#"{"page":"/c"}"#.to_vec()),
+        ],
+    );
+    let p = Pipeline::new(config(&unique("dlq"), &CheckpointStore::memory()));
+    let good = CollectSink::<View>::new();
+    let dead = CollectSink::<DeadLetter>::new();
+    let source = KafkaSource::builder(brokers(), unique("group"))
+        .topic(&topic)
+        .build()
+        .unwrap();
+    p.source("kafka", source, WatermarkStrategy::none())
+        .decode_json::<View>()
+        .sink("good", good.clone());
+    p.dead_letter("dead", dead.clone());
+    let (g, d) = (good.clone(), dead.clone());
+    run_until(p, Duration::from_secs(60), move || {
+        g.values().len() == 2 && d.values().len() == 1
+    })
+    .await;
+    assert_eq!(
+        good.values(),
+        vec![View { page: "/a".into() }, View { page: "/c".into() }]
+    );
+    let dead = dead.values();
+    assert_eq!(dead.len(), 1);
+    let origin = dead[0].origin.as_ref().expect("origin");
+    assert_eq!(origin.stream(), topic);
+    assert_eq!(origin.split().as_str(), format!("{topic}-0"));
+    assert_eq!(origin.offset, Offset::Number(1));
+    assert!(
+        dead[0].reason.contains("invalid JSON"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(dead[0].payload, Bytes::from_static(b"{not json"));
+}
+
+/// Rule: the sink writes every record with its key, and a checkpoint completes only once Kafka
+/// has acknowledged everything before its barrier.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn sink_delivers_every_record_with_its_key_before_the_checkpoint_completes() {
+    let topic = unique("ws-sink");
+    create_topic(&topic, 3).await;
+    let p = Pipeline::new(config(&unique("sink"), &CheckpointStore::memory()));
+    let source = GeneratorSource::new(2, 5_000, |s, i| {
+        Record::new(format!("{s}:{i}"), EventTime(i as i64)).with_key(format!("key-{}", i % 10))
+    });
+    p.source("gen", source, WatermarkStrategy::none())
+        .map(|v: String| Bytes::from(v.into_bytes()))
+        .sink(
+            "kafka",
+            KafkaSink::builder(brokers(), &topic).build().unwrap(),
+        );
+    let summary = p.run().await.unwrap();
+    assert_eq!(summary.records_out, 10_000);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("check"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut got = std::collections::HashSet::new();
+    let started = Instant::now();
+    while got.len() < 10_000 && started.elapsed() < Duration::from_secs(60) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let value = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
+            let i: u64 = value.split_once(':').unwrap().1.parse().unwrap();
+            assert_eq!(m.key().unwrap(), format!("key-{}", i % 10).as_bytes());
+            got.insert(value);
+        }
+    }
+    assert_eq!(got.len(), 10_000);
+}
