@@ -1,0 +1,130 @@
+//! Which stream, and how to reach it: shared by the source and the sink.
+
+use crate::error::KinesisError;
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kinesis::config::Credentials;
+use aws_sdk_kinesis::Client;
+
+/// A stream, by name or by ARN (`arn:aws:kinesis:…:stream/NAME`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamRef {
+    /// A stream name, in the configured account and region.
+    Name(String),
+    /// A stream ARN (needed for cross-account access).
+    Arn(String),
+}
+
+impl StreamRef {
+    /// `s` as an ARN when it starts with `arn:`, otherwise as a name.
+    pub fn parse(s: impl Into<String>) -> Self {
+        let s = s.into();
+        if s.starts_with("arn:") {
+            StreamRef::Arn(s)
+        } else {
+            StreamRef::Name(s)
+        }
+    }
+
+    /// The name or ARN, for messages and metric labels.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StreamRef::Name(s) | StreamRef::Arn(s) => s,
+        }
+    }
+}
+
+/// Sets the stream name or ARN on any Kinesis request builder that has both setters.
+macro_rules! with_stream {
+    ($builder:expr, $stream:expr) => {
+        match $stream {
+            $crate::config::StreamRef::Name(name) => $builder.stream_name(name),
+            $crate::config::StreamRef::Arn(arn) => $builder.stream_arn(arn),
+        }
+    };
+}
+pub(crate) use with_stream;
+
+/// How to reach Kinesis: region, credentials, endpoint.
+///
+/// By default everything comes from the standard AWS chain (environment, profile, IMDS/ECS),
+/// including `AWS_REGION` and `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_KINESIS`. The setters
+/// override it. The SDK's own retries are switched off for the clients built here: the
+/// source and sink retry themselves, with jittered backoff, so that every throttling event is
+/// counted and PutRecords resends only the failed entries instead of whole requests.
+#[derive(Clone, Debug, Default)]
+pub struct AwsOptions {
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    credentials: Option<Credentials>,
+    sdk_config: Option<SdkConfig>,
+}
+
+impl AwsOptions {
+    /// Configuration from the standard AWS chain.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The AWS region (otherwise from `AWS_REGION`, the profile, or IMDS).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// A Kinesis endpoint, e.g. a local server or a VPC endpoint (otherwise from
+    /// `AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL`, else the regional AWS endpoint).
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Static credentials instead of the default chain (tests, local servers).
+    pub fn static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some(Credentials::new(
+            access_key_id.into(),
+            secret_access_key.into(),
+            None,
+            None,
+            "watershed-static",
+        ));
+        self
+    }
+
+    /// A fully prepared SDK configuration (the other settings still override it).
+    pub fn sdk_config(mut self, config: SdkConfig) -> Self {
+        self.sdk_config = Some(config);
+        self
+    }
+
+    pub(crate) async fn client(&self) -> Result<Client, KinesisError> {
+        let sdk = match &self.sdk_config {
+            Some(c) => c.clone(),
+            None => aws_config::defaults(BehaviorVersion::latest()).load().await,
+        };
+        let mut builder = aws_sdk_kinesis::config::Builder::from(&sdk)
+            // Retries happen in this crate (see the type's documentation).
+            .retry_config(RetryConfig::disabled());
+        if let Some(region) = &self.region {
+            builder = builder.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        if let Some(credentials) = &self.credentials {
+            builder = builder.credentials_provider(credentials.clone());
+        }
+        let config = builder.build();
+        if config.region().is_none() {
+            return Err(KinesisError::Config(
+                "no AWS region: set AWS_REGION or AwsOptions::region".into(),
+            ));
+        }
+        Ok(Client::from_conf(config))
+    }
+}
