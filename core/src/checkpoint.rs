@@ -208,7 +208,10 @@ impl CheckpointStore {
         self.store
             .put(&dir.join(MANIFEST), PutPayload::from(body))
             .await?;
-        self.prune(pipeline).await?;
+        // The checkpoint is durable now; failing to delete old ones must not fail it.
+        if let Err(e) = self.prune(pipeline).await {
+            tracing::warn!(%pipeline, error = %e, "pruning old checkpoints failed");
+        }
         Ok(manifest)
     }
 

@@ -33,6 +33,7 @@ pub struct PipelineConfig {
     pub(crate) max_poll_wait: Duration,
     pub(crate) error_policy: Option<ErrorPolicy>,
     pub(crate) handle_signals: bool,
+    pub(crate) allow_non_restored_state: bool,
 }
 
 impl PipelineConfig {
@@ -48,6 +49,7 @@ impl PipelineConfig {
             max_poll_wait: Duration::from_millis(100),
             error_policy: None,
             handle_signals: true,
+            allow_non_restored_state: false,
         }
     }
 
@@ -100,9 +102,19 @@ impl PipelineConfig {
         self
     }
 
-    /// Whether SIGINT/SIGTERM stop the pipeline gracefully (default true).
+    /// Whether SIGINT/SIGTERM stop the pipeline gracefully (default true). A second signal
+    /// stops it at once, without the final checkpoint. The handlers stay installed after
+    /// `run` returns (tokio cannot remove them); turn this off in programs that go on.
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
+        self
+    }
+
+    /// Restore even if the checkpoint holds state, positions or pending commits of nodes that
+    /// are no longer in the pipeline (they are dropped; default false: such a restore fails,
+    /// because a renamed sink would silently lose its pending output).
+    pub fn allow_non_restored_state(mut self, allow: bool) -> Self {
+        self.allow_non_restored_state = allow;
         self
     }
 }
@@ -160,6 +172,7 @@ struct Graph {
     layout: BTreeMap<String, usize>,
     counter: usize,
     sources: usize,
+    live_streams: usize,
     error: Option<Error>,
 }
 
@@ -283,7 +296,18 @@ impl Pipeline {
     pub fn dead_letter<S: Sink<Item = DeadLetter>>(&self, name: &str, sink: S) {
         let node = name.to_string();
         let factory: DeadLetterFactory = Box::new(move |ctx, rxs| {
-            let stage = sink_stage(ctx, node, sink, false)?;
+            if rxs.is_empty() {
+                // Nothing can reject a record (no operator, or not the DeadLetter policy): the
+                // sink takes no part in checkpoints, but still commits what it had pending.
+                let mut stage = sink_stage(ctx, node, sink, false, false)?;
+                return Ok(async move {
+                    tasks::Downstream::start(&mut stage).await?;
+                    tasks::Downstream::finish(&mut stage).await?;
+                    Ok(TaskReport::default())
+                }
+                .boxed());
+            }
+            let stage = sink_stage(ctx, node, sink, false, true)?;
             let complete = ctx.complete_rx.clone();
             Ok(tasks::run_chain(
                 Inputs::new(rxs),
@@ -307,6 +331,18 @@ impl Pipeline {
         }
         if graph.sources == 0 {
             return Err(Error::Config("a pipeline needs at least one source".into()));
+        }
+        if graph.live_streams > 0 {
+            // Its producer would fill the channel and stall every checkpoint.
+            return Err(Error::Config(format!(
+                "{} stream(s) are still alive when the pipeline runs: end each in a sink, or drop it before run() (a `let _x = ...` binding keeps it alive)",
+                graph.live_streams
+            )));
+        }
+        if self.config.checkpoint_interval == Some(Duration::ZERO) {
+            return Err(Error::Config(
+                "checkpoint interval must be positive (use without_periodic_checkpoints)".into(),
+            ));
         }
         let policy = self
             .config
@@ -338,6 +374,19 @@ impl Pipeline {
                         m.id
                     )));
                 }
+            }
+            let unknown: Vec<&String> = m
+                .sources
+                .keys()
+                .chain(m.sinks.keys())
+                .chain(m.operators.keys())
+                .filter(|n| !graph.names.contains(*n))
+                .collect();
+            if !unknown.is_empty() && !self.config.allow_non_restored_state {
+                return Err(Error::Config(format!(
+                    "checkpoint {} holds state of nodes not in this pipeline: {unknown:?}; rename them back, or set allow_non_restored_state(true) to drop it",
+                    m.id
+                )));
             }
             for (node, path) in &m.operators {
                 restored_states.insert(node.clone(), store.read_state(path).await?);
@@ -424,8 +473,11 @@ fn sink_stage<S: Sink>(
     node: String,
     sink: S,
     counts_as_output: bool,
+    participates: bool,
 ) -> Result<SinkStage<S>> {
-    ctx.participate();
+    if participates {
+        ctx.participate();
+    }
     let restored = match ctx.restored.as_ref().and_then(|m| m.sinks.get(&node)) {
         Some(v) => serde_json::from_value(v.clone()).map_err(|e| Error::state(&node, e))?,
         None => Vec::new(),
@@ -478,6 +530,9 @@ pub struct Stream<T: Send + 'static> {
 
 impl<T: Send + 'static> Drop for Stream<T> {
     fn drop(&mut self) {
+        if let Ok(mut g) = self.graph.lock() {
+            g.live_streams = g.live_streams.saturating_sub(1);
+        }
         if self.head.is_none() {
             return;
         }
@@ -499,6 +554,7 @@ impl<T: Send + 'static> Drop for Stream<T> {
 
 impl<T: Send + 'static> Stream<T> {
     fn new(graph: Arc<Mutex<Graph>>, config: Arc<PipelineConfig>, head: Head<T>) -> Self {
+        graph.lock().expect("graph lock").live_streams += 1;
         Stream {
             graph,
             config,
@@ -631,7 +687,7 @@ impl<T: Send + 'static> Stream<T> {
             }) => (
                 task,
                 Box::new(move |ctx| {
-                    let stage = sink_stage(ctx, node, sink, true)?;
+                    let stage = sink_stage(ctx, node, sink, true, true)?;
                     upstream(ctx, Output::Chained(Box::new(stage)))
                 }),
             ),
@@ -641,7 +697,7 @@ impl<T: Send + 'static> Stream<T> {
                 (
                     node.clone(),
                     Box::new(move |ctx| {
-                        let stage = sink_stage(ctx, node, sink, true)?;
+                        let stage = sink_stage(ctx, node, sink, true, true)?;
                         let complete = ctx.complete_rx.clone();
                         Ok(
                             tasks::run_chain(inputs, Box::new(stage), complete, TaskKind::Sink)

@@ -119,6 +119,9 @@ pub struct SplitWatermarks {
     splits: HashMap<SplitId, SplitState>,
     emitted: EventTime,
     idle: bool,
+    pending_idle: bool,
+    // Since when the source has had no split at all (for idleness without splits).
+    empty_since: Option<Instant>,
 }
 
 impl SplitWatermarks {
@@ -130,6 +133,8 @@ impl SplitWatermarks {
             splits: HashMap::new(),
             emitted: EventTime::MIN,
             idle: false,
+            pending_idle: false,
+            empty_since: Some(Instant::now()),
         }
     }
 
@@ -141,6 +146,7 @@ impl SplitWatermarks {
     /// A split joined; it holds the watermark at `MIN` until it sees records or goes idle.
     pub fn split_added(&mut self, split: &SplitId, now: Instant) {
         let init = Self::initial_max(self.delay_ms.unwrap_or(0));
+        self.empty_since = None;
         self.splits.entry(split.clone()).or_insert(SplitState {
             max_ts: init,
             last_activity: now,
@@ -150,11 +156,15 @@ impl SplitWatermarks {
     /// A split is finished or revoked; it no longer counts.
     pub fn split_removed(&mut self, split: &SplitId) {
         self.splits.remove(split);
+        if self.splits.is_empty() {
+            self.empty_since = Some(Instant::now());
+        }
     }
 
     /// Records up to `max_ts` were read from `split`.
     pub fn observe(&mut self, split: &SplitId, max_ts: EventTime, now: Instant) {
         let init = Self::initial_max(self.delay_ms.unwrap_or(0));
+        self.empty_since = None;
         let s = self.splits.entry(split.clone()).or_insert(SplitState {
             max_ts: init,
             last_activity: now,
@@ -168,10 +178,22 @@ impl SplitWatermarks {
         self.emitted
     }
 
-    /// What changed since the last call, if anything.
+    /// What changed since the last call, if anything. Call again until `None`: becoming idle
+    /// at a higher watermark reports the advance, then `Idle`.
     pub fn update(&mut self, now: Instant) -> Option<WatermarkUpdate> {
         let delay = self.delay_ms?;
+        if std::mem::take(&mut self.pending_idle) {
+            return Some(WatermarkUpdate::Idle);
+        }
         if self.splits.is_empty() {
+            // No split at all (a consumer with no partition assigned): idle once the timeout
+            // has passed, so it does not hold a union back (T3).
+            let idle_for = self.empty_since.map(|t| now.saturating_duration_since(t));
+            let timed_out = matches!((idle_for, self.idle_timeout), (Some(d), Some(t)) if d > t);
+            if timed_out && !self.idle {
+                self.idle = true;
+                return Some(WatermarkUpdate::Idle);
+            }
             return None;
         }
         let wm_of = |s: &SplitState| EventTime(s.max_ts.saturating_sub(delay).saturating_sub(1));
@@ -179,40 +201,40 @@ impl SplitWatermarks {
             self.idle_timeout
                 .is_some_and(|t| now.saturating_duration_since(s.last_activity) > t)
         };
-        let active_min = self
-            .splits
-            .values()
-            .filter(|s| !is_idle(s))
-            .map(wm_of)
-            .min();
-        match active_min {
-            Some(wm) => {
-                self.idle = false;
-                if wm > self.emitted {
-                    self.emitted = wm;
-                    return Some(WatermarkUpdate::Advance(wm));
-                }
-                None
-            }
-            None => {
-                let max = self
-                    .splits
-                    .values()
-                    .map(wm_of)
-                    .max()
-                    .unwrap_or(EventTime::MIN);
-                if max > self.emitted {
-                    self.emitted = max;
-                    self.idle = true;
-                    return Some(WatermarkUpdate::Advance(max));
-                }
-                if !self.idle {
-                    self.idle = true;
-                    return Some(WatermarkUpdate::Idle);
-                }
-                None
+        let mut any_active = false;
+        let mut aligned_min: Option<EventTime> = None;
+        for s in self.splits.values().filter(|s| !is_idle(s)) {
+            any_active = true;
+            let wm = wm_of(s);
+            // A split back from idleness behind the output does not count until it catches
+            // up, so it cannot stall the others (T3, Flink's StatusWatermarkValve).
+            if wm >= self.emitted {
+                aligned_min = Some(aligned_min.map_or(wm, |m| m.min(wm)));
             }
         }
+        if any_active {
+            self.idle = false;
+            return match aligned_min {
+                Some(wm) if wm > self.emitted => {
+                    self.emitted = wm;
+                    Some(WatermarkUpdate::Advance(wm))
+                }
+                _ => None,
+            };
+        }
+        let max = self
+            .splits
+            .values()
+            .map(wm_of)
+            .max()
+            .unwrap_or(EventTime::MIN);
+        let was_idle = std::mem::replace(&mut self.idle, true);
+        if max > self.emitted {
+            self.emitted = max;
+            self.pending_idle = !was_idle;
+            return Some(WatermarkUpdate::Advance(max));
+        }
+        (!was_idle).then_some(WatermarkUpdate::Idle)
     }
 
     /// True when the last update reported every split idle.
@@ -249,6 +271,48 @@ mod tests {
     }
 
     #[test]
+    fn t3_all_splits_idle_at_once_reports_the_max_then_idle() {
+        let t = Duration::from_millis(10);
+        let mut w = SplitWatermarks::new(Some(Duration::ZERO), Some(t));
+        let t0 = Instant::now();
+        w.observe(&split("a"), EventTime(100), t0);
+        w.observe(&split("b"), EventTime(10), t0);
+        assert_eq!(w.update(t0), Some(WatermarkUpdate::Advance(EventTime(9))));
+        let later = t0 + Duration::from_millis(50);
+        assert_eq!(
+            w.update(later),
+            Some(WatermarkUpdate::Advance(EventTime(99)))
+        );
+        assert_eq!(w.update(later), Some(WatermarkUpdate::Idle));
+        assert_eq!(w.update(later), None);
+    }
+
+    #[test]
+    fn t3_a_split_back_from_idle_behind_the_output_does_not_stall_it() {
+        let t = Duration::from_millis(10);
+        let mut w = SplitWatermarks::new(Some(Duration::ZERO), Some(t));
+        let t0 = Instant::now();
+        w.observe(&split("a"), EventTime(10), t0);
+        w.observe(&split("b"), EventTime(10), t0);
+        w.update(t0);
+        let t1 = t0 + Duration::from_millis(20);
+        w.observe(&split("b"), EventTime(200), t1); // a is idle now
+        assert_eq!(w.update(t1), Some(WatermarkUpdate::Advance(EventTime(199))));
+        w.observe(&split("a"), EventTime(120), t1); // a is back, behind the output
+        w.observe(&split("b"), EventTime(400), t1);
+        assert_eq!(w.update(t1), Some(WatermarkUpdate::Advance(EventTime(399))));
+    }
+
+    #[test]
+    fn t3_a_source_without_splits_goes_idle_after_the_timeout() {
+        let t = Duration::from_millis(10);
+        let mut w = SplitWatermarks::new(Some(Duration::ZERO), Some(t));
+        let later = Instant::now() + Duration::from_millis(50);
+        assert_eq!(w.update(later), Some(WatermarkUpdate::Idle));
+        assert_eq!(w.update(later), None);
+    }
+
+    #[test]
     fn t3_output_is_min_over_splits() {
         let mut w = SplitWatermarks::new(Some(Duration::ZERO), None);
         let now = Instant::now();
@@ -273,6 +337,7 @@ mod tests {
         assert_eq!(w.update(t1), Some(WatermarkUpdate::Advance(EventTime(199))));
         let t2 = t1 + Duration::from_millis(20);
         assert_eq!(w.update(t2), Some(WatermarkUpdate::Idle));
+        assert_eq!(w.update(t2), None);
         assert!(w.is_idle());
         // b comes back behind the output: the output does not regress.
         w.observe(&split("b"), EventTime(20), t2);

@@ -130,7 +130,9 @@ impl<T: Send + 'static> Source for GeneratorSource<T> {
             let allowed = (t0.elapsed().as_secs_f64() * rate) as u64 + 1;
             let budget = allowed.saturating_sub(self.emitted - base);
             if budget == 0 {
-                let wait = Duration::from_secs_f64(1.0 / rate).min(max_wait);
+                let wait = Duration::try_from_secs_f64(1.0 / rate)
+                    .unwrap_or(max_wait)
+                    .min(max_wait);
                 tokio::time::sleep(wait).await;
                 return Ok(SourceEvent::Idle);
             }

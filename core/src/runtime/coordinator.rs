@@ -49,8 +49,7 @@ impl Coordinator {
         let mut finished: HashSet<String> = HashSet::new();
         let mut stop_requested = false;
         let mut stop_sent = false;
-        let signals = signal_future(self.handle_signals);
-        tokio::pin!(signals);
+        let mut signals = Signals::new(self.handle_signals);
         let mut signalled = false;
         let shutdown = self.shutdown.clone();
         loop {
@@ -83,7 +82,7 @@ impl Coordinator {
                             failed = Some(e);
                         }
                         if let Some(e) = failed {
-                            tasks.abort_all();
+                            tasks.shutdown().await;
                             return Err(e);
                         }
                         let took = f.started.elapsed();
@@ -102,9 +101,15 @@ impl Coordinator {
                     }
                 }
                 _ = shutdown.notified() => { stop_requested = true; }
-                _ = &mut signals, if !signalled => {
+                _ = signals.recv() => {
+                    if signalled {
+                        // A second signal: the user does not want to wait for the drain.
+                        tracing::warn!(pipeline = %self.pipeline, "second signal: stopping without a final checkpoint");
+                        tasks.shutdown().await;
+                        return Err(Error::Task { node: "pipeline".into(), message: "stopped by a second signal before the final checkpoint".into() });
+                    }
                     signalled = true;
-                    tracing::info!(pipeline = %self.pipeline, "signal received: final checkpoint, then stop");
+                    tracing::info!(pipeline = %self.pipeline, "signal received: final checkpoint, then stop (again to abort)");
                     stop_requested = true;
                 }
                 joined = tasks.join_next() => match joined {
@@ -115,11 +120,13 @@ impl Coordinator {
                     }
                     Some(Ok((node, Err(e)))) => {
                         tracing::error!(%node, error = %e, "task failed; stopping the pipeline");
-                        tasks.abort_all();
+                        // Wait until every task has stopped, so nothing of this run (a late
+                        // file write, a commit) can overlap a run started after we return.
+                        tasks.shutdown().await;
                         return Err(e);
                     }
                     Some(Err(join)) => {
-                        tasks.abort_all();
+                        tasks.shutdown().await;
                         return Err(Error::Task { node: "?".into(), message: join.to_string() });
                     }
                 },
@@ -155,27 +162,38 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
-async fn signal_future(enabled: bool) {
-    if !enabled {
-        return std::future::pending().await;
-    }
+/// SIGINT and SIGTERM, received any number of times.
+struct Signals {
+    enabled: bool,
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new(enabled: bool) -> Self {
+        Signals {
+            enabled,
+            #[cfg(unix)]
+            term: if enabled {
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
+            } else {
+                None
+            },
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn recv(&mut self) {
+        if !self.enabled {
+            return std::future::pending().await;
+        }
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -161,29 +161,41 @@ impl<T> Inputs<T> {
     }
 
     fn recompute_watermark(&mut self) {
-        let open = self.state.iter().filter(|s| !s.closed);
-        let active_min = open.clone().filter(|s| !s.idle).map(|s| s.watermark).min();
-        match active_min {
-            Some(w) => {
-                if w > self.out_watermark {
-                    self.out_watermark = w;
-                    self.out_idle = false;
-                    self.queued.push_back(Message::Watermark(w));
-                }
+        let out = self.out_watermark;
+        let mut any_active = false;
+        let mut aligned_min: Option<EventTime> = None;
+        for s in self.state.iter().filter(|s| !s.closed && !s.idle) {
+            any_active = true;
+            // An input back from idleness behind the output is not counted until it catches
+            // up (T3): it must not stall the others, and the output never regresses.
+            if s.watermark >= out {
+                aligned_min = Some(aligned_min.map_or(s.watermark, |m| m.min(s.watermark)));
             }
-            None => {
-                let Some(max) = open.map(|s| s.watermark).max() else {
-                    return;
-                };
-                if max > self.out_watermark {
-                    self.out_watermark = max;
-                    self.queued.push_back(Message::Watermark(max));
-                }
-                if !self.out_idle {
-                    self.out_idle = true;
-                    self.queued.push_back(Message::Idle);
-                }
+        }
+        if any_active {
+            if let Some(w) = aligned_min.filter(|w| *w > out) {
+                self.out_watermark = w;
+                self.out_idle = false;
+                self.queued.push_back(Message::Watermark(w));
             }
+            return;
+        }
+        let Some(max) = self
+            .state
+            .iter()
+            .filter(|s| !s.closed)
+            .map(|s| s.watermark)
+            .max()
+        else {
+            return;
+        };
+        if max > self.out_watermark {
+            self.out_watermark = max;
+            self.queued.push_back(Message::Watermark(max));
+        }
+        if !self.out_idle {
+            self.out_idle = true;
+            self.queued.push_back(Message::Idle);
         }
     }
 }
@@ -283,9 +295,14 @@ mod tests {
         // b goes idle too: every input idle, the output is idle.
         b_tx.send(Message::Idle).await.unwrap();
         assert!(matches!(inputs.next().await, Some(Message::Idle)));
-        // a returns behind the output: no regression.
+        // a returns behind the output: no regression, and it does not stall b.
         a_tx.send(Message::Watermark(EventTime(120))).await.unwrap();
         a_tx.send(data(1)).await.unwrap();
         assert_eq!(values(&inputs.next().await.unwrap()), Some(1));
+        b_tx.send(Message::Watermark(EventTime(400))).await.unwrap();
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Watermark(EventTime(400)))
+        ));
     }
 }

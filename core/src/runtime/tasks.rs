@@ -172,7 +172,7 @@ impl<S: Source> SourceTask<S> {
                     if !self.out.send(Message::Data(records)).await? {
                         break;
                     }
-                    if let Some(u) = tracker.update(now) {
+                    while let Some(u) = tracker.update(now) {
                         if !self.out.send(update_message(u)).await? {
                             break;
                         }
@@ -181,14 +181,14 @@ impl<S: Source> SourceTask<S> {
                 SourceEvent::SplitAdded(split) => tracker.split_added(&split, Instant::now()),
                 SourceEvent::SplitRemoved(split) => {
                     tracker.split_removed(&split);
-                    if let Some(u) = tracker.update(Instant::now()) {
+                    while let Some(u) = tracker.update(Instant::now()) {
                         if !self.out.send(update_message(u)).await? {
                             break;
                         }
                     }
                 }
                 SourceEvent::Idle => {
-                    if let Some(u) = tracker.update(Instant::now()) {
+                    while let Some(u) = tracker.update(Instant::now()) {
                         if !self.out.send(update_message(u)).await? {
                             break;
                         }
