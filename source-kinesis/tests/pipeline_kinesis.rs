@@ -1,0 +1,280 @@
+//! `KinesisSource` and `KinesisSink` in real pipelines against the local Kinesis-API server
+//! (kinesis-mock): round trip, resume from a checkpoint, resharding, dead letters.
+//! Start the server with `scripts/brokers up`; settings as in `broker_kinesis.rs`.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use std::collections::BTreeMap;
+use watershed_core::connectors::CollectSink;
+use watershed_core::{
+    Batch, CheckpointStore, Collector, DeadLetter, FnOperator, Offset, Pipeline, WatermarkStrategy,
+};
+use watershed_source_kinesis::KinesisSource;
+
+/// Maps raw Kinesis records to (shard, sequence, key, payload), which CollectSink keeps.
+fn describe() -> FnOperator<Bytes, Seen, impl FnMut(Batch<Bytes>, &mut Collector<Seen>)> {
+    FnOperator::new(|batch: Batch<Bytes>, out: &mut Collector<Seen>| {
+        for r in batch {
+            let s = seen(&r);
+            out.emit(r.map(|_| s));
+        }
+    })
+}
+
+/// Reads `stream` with `source` into `collected` until `enough`, then stops gracefully.
+async fn read(
+    id: &str,
+    store: &CheckpointStore,
+    source: KinesisSource,
+    collected: &CollectSink<Seen>,
+    enough: impl Fn(usize) -> bool,
+) -> watershed_core::RunSummary {
+    let p = Pipeline::new(pipeline_config(id, store));
+    let shutdown = p.shutdown_handle();
+    p.source("kinesis", source, WatermarkStrategy::none())
+        .apply("describe", describe())
+        .sink("collect", collected.clone());
+    run_until(p.run(), shutdown, collected, enough).await
+}
+
+/// Rule (issue 6, test 1): records written with KinesisSink over two shards are all read by
+/// KinesisSource exactly once, in sequence-number order per shard and write order per key.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn round_trip_over_two_shards_reads_every_record_once_in_shard_and_key_order() {
+    const N: usize = 6_000;
+    let stream = TestStream::create("ws-roundtrip", 2).await;
+    let records = keyed_records(N, 64, 0);
+    assert_eq!(write(aws(), &stream.name, &records).await, N as u64);
+
+    let collected = CollectSink::new();
+    let source = source(aws(), &stream.name);
+    let stats = source.stats();
+    let summary = read(
+        "roundtrip",
+        &CheckpointStore::memory(),
+        source,
+        &collected,
+        |n| n >= N,
+    )
+    .await;
+    let seen = collected.values();
+    assert_once_and_ordered(&seen, N);
+    assert_eq!(summary.records_in, N as u64);
+    let shards: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(shards.len(), 2, "both shards were read");
+    assert_eq!(stats.throttled(), 0, "kinesis-mock does not throttle");
+    stream.delete().await;
+}
+
+/// SEMANTICS §7 property 8: a pipeline stopped at a checkpoint and restarted continues exactly
+/// after the checkpointed sequence number of every shard: per shard, what the two runs read
+/// is, concatenated, exactly the shard's content (no gap, no repeat at the boundary).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn property_8_restart_resumes_after_the_checkpointed_sequence_numbers() {
+    const N: usize = 3_000;
+    let stream = TestStream::create("ws-resume", 2).await;
+    let records = keyed_records(N, 32, 0);
+    assert_eq!(write(aws(), &stream.name, &records).await, N as u64);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = CheckpointStore::local(dir.path()).expect("checkpoint store");
+    let collected = CollectSink::new();
+    // Small GetRecords calls so that the first run stops mid-shard.
+    let slow = || {
+        KinesisSource::builder(&stream.name)
+            .aws(aws())
+            .start_position(watershed_source_kinesis::StartPosition::TrimHorizon)
+            .max_records_per_call(50)
+            .build()
+    };
+    let first = read("resume", &store, slow(), &collected, |n| n >= 500).await;
+    assert!(
+        first.last_checkpoint.is_some(),
+        "the stop took a checkpoint"
+    );
+    let first_run = collected.values();
+    assert!(first_run.len() < N, "the first run stopped mid-stream");
+
+    // The restart uses LATEST for shards without a position: if the checkpoint were not used,
+    // it would read nothing and the test would time out.
+    let restarted = KinesisSource::builder(&stream.name)
+        .aws(aws())
+        .max_records_per_call(50)
+        .build();
+    let second = read("resume", &store, restarted, &collected, |n| n >= N).await;
+    assert_eq!(
+        second.records_in as usize,
+        N - first_run.len(),
+        "the second run reads only what the first did not"
+    );
+    let all = collected.values();
+    assert_once_and_ordered(&all, N);
+
+    let mut by_shard: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in &all {
+        by_shard.entry(&s.0).or_default().push(&s.1);
+    }
+    for (shard, read) in by_shard {
+        let raw: Vec<String> = read_shard_raw(&stream.client, &stream.name, shard)
+            .await
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(
+            read, raw,
+            "shard {shard}: the runs together read the shard exactly"
+        );
+    }
+    stream.delete().await;
+}
+
+/// N5 (issue 6, test 3): splitting a shard and later merging its children while the pipeline
+/// reads: every record is read once, and each partition key's records come out in write order
+/// across parent → children → merged child, because children start only after SHARD_END of
+/// all their parents.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn n5_split_then_merge_mid_stream_reads_once_and_keeps_per_key_order() {
+    const PHASE: usize = 400;
+    let stream = TestStream::create("ws-reshard", 1).await;
+    let collected = CollectSink::new();
+    let source = source(aws(), &stream.name);
+    let p = Pipeline::new(pipeline_config("reshard", &CheckpointStore::memory()));
+    let shutdown = p.shutdown_handle();
+    p.source("kinesis", source, WatermarkStrategy::none())
+        .apply("describe", describe())
+        .sink("collect", collected.clone());
+    let running = {
+        let collected = collected.clone();
+        tokio::spawn(
+            async move { run_until(p.run(), shutdown, &collected, |n| n >= 3 * PHASE).await },
+        )
+    };
+
+    write(aws(), &stream.name, &keyed_records(PHASE, 20, 0)).await;
+    let parent = stream.open_shards().await.remove(0).0;
+    stream
+        .client
+        .split_shard()
+        .stream_name(&stream.name)
+        .shard_to_split(&parent)
+        // The middle of the 128-bit hash key space.
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .expect("SplitShard");
+    stream.wait_active().await;
+    write(aws(), &stream.name, &keyed_records(PHASE, 20, PHASE)).await;
+
+    let children = stream.open_shards().await;
+    assert_eq!(children.len(), 2, "the split made two open children");
+    stream
+        .client
+        .merge_shards()
+        .stream_name(&stream.name)
+        .shard_to_merge(&children[0].0)
+        .adjacent_shard_to_merge(&children[1].0)
+        .send()
+        .await
+        .expect("MergeShards");
+    stream.wait_active().await;
+    write(aws(), &stream.name, &keyed_records(PHASE, 20, 2 * PHASE)).await;
+
+    let summary = tokio::time::timeout(TIMEOUT, running)
+        .await
+        .expect("reader finishes")
+        .expect("reader task");
+    let seen = collected.values();
+    assert_once_and_ordered(&seen, 3 * PHASE);
+    assert_eq!(summary.records_in, 3 * PHASE as u64);
+    let shards: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        shards.len(),
+        4,
+        "parent, two children and the merged shard were read"
+    );
+    stream.delete().await;
+}
+
+/// Issue 6, test 5: a record that does not decode goes to the dead-letter sink with its
+/// stream, shard and sequence number and the decoder's reason; the others go on.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn undecodable_record_goes_to_the_dead_letter_sink_with_shard_and_sequence_number() {
+    let stream = TestStream::create("ws-deadletter", 1).await;
+    let records: Vec<(String, String)> = [r#"{"id":1}"#, "not json", r#"{"id":2}"#, r#"{"id":3}"#]
+        .iter()
+        .map(|v| ("k".to_owned(), v.to_string()))
+        .collect();
+    write(aws(), &stream.name, &records).await;
+
+    let good = CollectSink::<serde_json::Value>::new();
+    let dead = CollectSink::<DeadLetter>::new();
+    let p = Pipeline::new(pipeline_config("deadletter", &CheckpointStore::memory()));
+    let shutdown = p.shutdown_handle();
+    p.source(
+        "kinesis",
+        source(aws(), &stream.name),
+        WatermarkStrategy::none(),
+    )
+    .apply(
+        "decode",
+        FnOperator::new(
+            |batch: Batch<Bytes>, out: &mut Collector<serde_json::Value>| {
+                for r in batch {
+                    match serde_json::from_slice::<serde_json::Value>(&r.value) {
+                        Ok(v) => out.emit(r.map(|_| v)),
+                        Err(e) => out.reject(
+                            DeadLetter::new(e.to_string(), r.value.clone())
+                                .at(r.origin.clone(), r.timestamp),
+                        ),
+                    }
+                }
+            },
+        ),
+    )
+    .sink("good", good.clone());
+    p.dead_letter("dead", dead.clone());
+    let summary = run_until(p.run(), shutdown, &good, |n| n >= 3).await;
+    assert_eq!(summary.rejected, 1);
+    assert_eq!(good.values().len(), 3);
+
+    let letters = dead.values();
+    assert_eq!(letters.len(), 1, "one dead letter");
+    let letter = &letters[0];
+    assert_eq!(letter.payload, Bytes::from_static(b"not json"));
+    assert_eq!(letter.node, "decode");
+    assert!(
+        letter.reason.contains("expected"),
+        "reason: {}",
+        letter.reason
+    );
+    let origin = letter
+        .origin
+        .as_ref()
+        .expect("the dead letter names its origin");
+    assert_eq!(origin.stream(), stream.name);
+    let shard = stream.open_shards().await.remove(0).0;
+    assert_eq!(origin.split().as_str(), shard);
+    let raw = read_shard_raw(&stream.client, &stream.name, &shard).await;
+    let expected_seq = &raw
+        .iter()
+        .find(|(_, v)| v == "not json")
+        .expect("written")
+        .0;
+    match &origin.offset {
+        Offset::Sequence(s) => {
+            assert_eq!(
+                &s.number, expected_seq,
+                "the dead letter names the record's sequence number"
+            );
+            assert_eq!(s.sub, 0);
+        }
+        other => panic!("expected a sequence number, got {other:?}"),
+    }
+    stream.delete().await;
+}
