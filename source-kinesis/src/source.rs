@@ -593,7 +593,8 @@ impl ShardReader {
         }
     }
 
-    /// An iterator just after `last`, or at the start position when nothing was read.
+    /// An iterator just after `last`, or at the start position when nothing was read (`last`
+    /// begins as the restored position's sequence number, so a restore resumes after it).
     async fn iterator(&self, last: &Option<String>) -> Result<Option<String>, KinesisError> {
         let mut attempt = 0u32;
         loop {
@@ -603,9 +604,6 @@ impl ShardReader {
                 (Some(seq), _) => request
                     .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                     .starting_sequence_number(seq),
-                (None, ShardPosition::After { sequence, .. }) => request
-                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                    .starting_sequence_number(sequence),
                 (None, ShardPosition::Start(StartPosition::Latest)) => {
                     request.shard_iterator_type(ShardIteratorType::Latest)
                 }
