@@ -24,6 +24,7 @@ use watershed_source_kinesis::{Backoff, KinesisSink, KinesisSource, StartPositio
 struct Injected {
     get_records_calls: AtomicU64,
     get_records_throttled: AtomicU64,
+    get_records_expired: AtomicU64,
     put_records_calls: AtomicU64,
     put_records_throttled: AtomicU64,
     put_entries_in_throttled_requests: AtomicU64,
@@ -115,22 +116,26 @@ async fn read_message<R: AsyncBufReadExt + Unpin>(r: &mut R) -> std::io::Result<
     Ok(Some(message))
 }
 
-fn throttle_response() -> Message {
-    let body = json!({
-        "__type": "ProvisionedThroughputExceededException",
-        "message": "Rate exceeded for shard (injected by the test proxy)"
-    })
-    .to_string()
-    .into_bytes();
+fn error_response(code: &str, message: &str) -> Message {
+    let body = json!({ "__type": code, "message": message })
+        .to_string()
+        .into_bytes();
     Message {
         head: vec![
             "HTTP/1.1 400 Bad Request".into(),
             "Content-Type: application/x-amz-json-1.1".into(),
-            "x-amzn-ErrorType: ProvisionedThroughputExceededException".into(),
+            format!("x-amzn-ErrorType: {code}"),
         ],
         body: Vec::new(),
     }
     .with_body(body)
+}
+
+fn throttle_response() -> Message {
+    error_response(
+        "ProvisionedThroughputExceededException",
+        "Rate exceeded for shard (injected by the test proxy)",
+    )
 }
 
 /// Serves one client connection, forwarding to `upstream` unless a fault is injected.
@@ -148,7 +153,11 @@ async fn serve(
         let target = request.header("x-amz-target").unwrap_or("").to_owned();
         let response = if target.ends_with(".GetRecords") {
             let n = injected.get_records_calls.fetch_add(1, Ordering::SeqCst);
-            if n % 3 == 1 {
+            if n == 6 {
+                // Once: the iterator "expired" (as after 5 minutes unused).
+                injected.get_records_expired.fetch_add(1, Ordering::SeqCst);
+                error_response("ExpiredIteratorException", "Iterator expired (injected)")
+            } else if n % 3 == 1 {
                 injected
                     .get_records_throttled
                     .fetch_add(1, Ordering::SeqCst);
@@ -254,8 +263,8 @@ async fn start_proxy(injected: Arc<Injected>) -> String {
     format!("http://{address}")
 }
 
-/// N7 + N9: throttled GetRecords are retried with backoff and counted, without losing or
-/// repeating a record; throttled and partially failed PutRecords resend only what was not
+/// N7 + N9 + N2: throttled GetRecords are retried with backoff and counted, and an expired
+/// iterator is re-acquired after the last record read, without losing or repeating a record; throttled and partially failed PutRecords resend only what was not
 /// accepted, so every record arrives (here exactly once, since the proxy's rejected entries
 /// never reached the server).
 #[tokio::test(flavor = "multi_thread")]
@@ -324,6 +333,12 @@ async fn n7_n9_throttling_is_backed_off_and_counted_and_loses_or_repeats_nothing
         source_stats.throttled(),
         throttled_reads,
         "every throttled GetRecords is counted"
+    );
+    assert_eq!(injected.get_records_expired.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        source_stats.iterators_renewed(),
+        1,
+        "the expired iterator was re-acquired after the last record read"
     );
     stream.delete().await;
 }
