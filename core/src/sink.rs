@@ -20,6 +20,24 @@ pub struct SinkContext {
     pub restored_checkpoint: Option<CheckpointId>,
 }
 
+impl SinkContext {
+    /// The context of sink `node` in pipeline `pipeline`, for driving a sink outside a pipeline
+    /// (tests, tools).
+    pub fn new(pipeline: impl Into<String>, node: impl Into<String>) -> Self {
+        SinkContext {
+            pipeline: pipeline.into(),
+            node: node.into(),
+            restored_checkpoint: None,
+        }
+    }
+
+    /// The same context, restored from `checkpoint`.
+    pub fn restored_from(mut self, checkpoint: CheckpointId) -> Self {
+        self.restored_checkpoint = Some(checkpoint);
+        self
+    }
+}
+
 /// A destination with two-phase commit (SEMANTICS.md C6).
 ///
 /// The runtime calls `write` for data, `pre_commit` when a checkpoint barrier has arrived from

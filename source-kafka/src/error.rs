@@ -42,6 +42,15 @@ pub enum KafkaError {
     /// Flushing the producer did not finish in time.
     #[error("flushing the producer: {0}")]
     Flush(#[source] rdkafka::error::KafkaError),
+    /// A transaction (init, begin, offsets, commit) failed.
+    #[error("transaction of checkpoint {checkpoint}: {error}")]
+    Transaction {
+        /// The checkpoint whose output the transaction carries (0 for initialisation).
+        checkpoint: u64,
+        /// The client error.
+        #[source]
+        error: rdkafka::error::KafkaError,
+    },
     /// The builder was given an invalid combination of settings.
     #[error("invalid configuration: {0}")]
     Invalid(String),

@@ -26,5 +26,5 @@ mod sink;
 mod source;
 
 pub use error::KafkaError;
-pub use sink::{KafkaSink, KafkaSinkBuilder};
+pub use sink::{KafkaEpoch, KafkaSink, KafkaSinkBuilder, PendingRecord};
 pub use source::{KafkaPosition, KafkaSource, KafkaSourceBuilder, StartPosition};

@@ -4,14 +4,16 @@ use crate::error::KafkaError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset as RdOffset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use watershed_core::{Batch, BoxError, CheckpointId, Sink};
+use watershed_core::{Batch, BoxError, CheckpointId, Record, Sink, SinkContext};
 
 /// Remembers the first delivery failure; the delivery callback runs per message on librdkafka's
 /// thread, so the happy path only reads an atomic.
@@ -50,6 +52,7 @@ pub struct KafkaSinkBuilder {
     topic: String,
     properties: Vec<(String, String)>,
     flush_timeout: Duration,
+    transactional_id: Option<String>,
 }
 
 impl KafkaSinkBuilder {
@@ -65,6 +68,13 @@ impl KafkaSinkBuilder {
         self
     }
 
+    /// Exactly-once output through Kafka transactions, with `transactional_id` identifying this
+    /// sink across restarts (keep it stable and unique per sink instance). See [`KafkaSink`].
+    pub fn exactly_once(mut self, transactional_id: impl Into<String>) -> Self {
+        self.transactional_id = Some(transactional_id.into());
+        self
+    }
+
     /// Creates the producer.
     pub fn build(self) -> Result<KafkaSink, KafkaError> {
         let mut config = ClientConfig::new();
@@ -76,6 +86,25 @@ impl KafkaSinkBuilder {
         for (k, v) in &self.properties {
             config.set(k, v);
         }
+        let marker = match &self.transactional_id {
+            None => None,
+            Some(id) => {
+                config
+                    .set("transactional.id", id)
+                    .set("transaction.timeout.ms", "120000");
+                // The group whose offset, committed inside each transaction, records the last
+                // checkpoint whose output is in Kafka: that makes `commit` idempotent.
+                let group = format!("watershed-sink-{id}");
+                let consumer: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &self.brokers)
+                    .set("group.id", &group)
+                    .set("enable.auto.commit", "false")
+                    .set("isolation.level", "read_committed")
+                    .create()
+                    .map_err(KafkaError::Config)?;
+                Some(Arc::new(consumer))
+            }
+        };
         let producer: ThreadedProducer<DeliveryTracker> = config
             .create_with_context(DeliveryTracker::default())
             .map_err(KafkaError::Config)?;
@@ -83,6 +112,8 @@ impl KafkaSinkBuilder {
             producer: Arc::new(producer),
             topic: self.topic,
             flush_timeout: self.flush_timeout,
+            marker,
+            epoch: Vec::new(),
         })
     }
 }
@@ -90,14 +121,81 @@ impl KafkaSinkBuilder {
 /// Writes each record's value to a Kafka topic, with the record's key (which picks the
 /// partition), headers and event time.
 ///
-/// Delivery is **at-least-once**: every checkpoint waits until all records written before its
-/// barrier are acknowledged by Kafka (idempotent producer, `acks=all`), so nothing a completed
-/// checkpoint covers is lost; a restart replays records after the checkpoint, which may be
-/// written again. Transactional exactly-once output is not offered yet (see docs/kafka.md).
+/// - **At-least-once** (default): records are produced as they come; every checkpoint waits
+///   until all records before its barrier are acknowledged (idempotent producer, `acks=all`),
+///   so nothing a completed checkpoint covers is lost; a restart may write some records again.
+/// - **Exactly-once** ([`KafkaSinkBuilder::exactly_once`]): a checkpoint epoch's records are
+///   kept (in memory, then in the checkpoint as the pre-commit handle) and produced in one Kafka
+///   transaction when the checkpoint completes, together with a marker offset (the checkpoint
+///   id) committed in the same transaction. A commit repeated after a crash reads the marker
+///   and skips what is already in Kafka; one interrupted mid-way was aborted by the restarted
+///   producer (`init_transactions` fences the old one) and is produced again. `read_committed`
+///   consumers see each record once. librdkafka cannot resume another process's open
+///   transaction, which is why the records travel in the checkpoint: output latency is the
+///   checkpoint interval, and checkpoint size grows with records per interval
+///   (docs/kafka.md).
 pub struct KafkaSink {
     producer: Arc<ThreadedProducer<DeliveryTracker>>,
     topic: String,
     flush_timeout: Duration,
+    marker: Option<Arc<BaseConsumer>>,
+    epoch: Vec<PendingRecord>,
+}
+
+/// A record waiting for its checkpoint, as stored in the checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingRecord {
+    key: Option<Payload>,
+    value: Payload,
+    timestamp: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<(String, Option<Payload>)>,
+}
+
+/// Bytes stored as text when they are UTF-8 (the usual JSON payload), so checkpoints stay
+/// compact and readable.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Payload {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Payload {
+    fn of(b: &Bytes) -> Payload {
+        match std::str::from_utf8(b) {
+            Ok(s) => Payload::Text(s.to_string()),
+            Err(_) => Payload::Binary(b.to_vec()),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Text(s) => s.as_bytes(),
+            Payload::Binary(b) => b,
+        }
+    }
+}
+
+impl PendingRecord {
+    fn of(r: &Record<Bytes>) -> Self {
+        PendingRecord {
+            key: r.key.as_ref().map(Payload::of),
+            value: Payload::of(&r.value),
+            timestamp: r.timestamp.millis(),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| (h.name.clone(), h.value.as_ref().map(Payload::of)))
+                .collect(),
+        }
+    }
+}
+
+/// What a pre-commit hands to the checkpoint: in exactly-once mode, the epoch's records.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct KafkaEpoch {
+    records: Vec<PendingRecord>,
 }
 
 impl KafkaSink {
@@ -108,6 +206,7 @@ impl KafkaSink {
             topic: topic.into(),
             properties: Vec::new(),
             flush_timeout: Duration::from_secs(60),
+            transactional_id: None,
         }
     }
 
@@ -122,12 +221,145 @@ impl KafkaSink {
     }
 }
 
+/// The record librdkafka sends; built anew for every attempt because `send` consumes it.
+fn base_record<'a>(
+    topic: &'a str,
+    value: &'a [u8],
+    key: Option<&'a [u8]>,
+    timestamp: i64,
+    headers: Option<&OwnedHeaders>,
+) -> BaseRecord<'a, [u8], [u8], ()> {
+    let mut record = BaseRecord::to(topic).payload(value).timestamp(timestamp);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(h) = headers {
+        record = record.headers(h.clone());
+    }
+    record
+}
+
+/// Produces `r`, waiting while librdkafka's queue is full (back-pressure). Blocking: call it
+/// from a blocking thread.
+fn send_blocking(
+    producer: &ThreadedProducer<DeliveryTracker>,
+    topic: &str,
+    r: &PendingRecord,
+) -> Result<(), KafkaError> {
+    let headers = (!r.headers.is_empty()).then(|| {
+        r.headers.iter().fold(OwnedHeaders::new(), |hs, (k, v)| {
+            hs.insert(Header {
+                key: k,
+                value: v.as_ref().map(Payload::bytes),
+            })
+        })
+    });
+    loop {
+        let record = base_record(
+            topic,
+            r.value.bytes(),
+            r.key.as_ref().map(Payload::bytes),
+            r.timestamp,
+            headers.as_ref(),
+        );
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((error, _)) => {
+                return Err(KafkaError::Delivery {
+                    topic: topic.to_string(),
+                    partition: None,
+                    error,
+                })
+            }
+        }
+    }
+}
+
+fn marker_list(topic: &str, checkpoint: Option<CheckpointId>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    match checkpoint {
+        Some(c) => {
+            let _ = tpl.add_partition_offset(topic, 0, RdOffset::Offset(c.0 as i64));
+        }
+        None => {
+            tpl.add_partition(topic, 0);
+        }
+    }
+    tpl
+}
+
+/// Produces one epoch in one transaction, unless the marker shows it is in Kafka already.
+fn commit_epoch(
+    producer: &ThreadedProducer<DeliveryTracker>,
+    marker: &BaseConsumer,
+    topic: &str,
+    checkpoint: CheckpointId,
+    records: &[PendingRecord],
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let committed = marker
+        .committed_offsets(marker_list(topic, None), timeout)
+        .map_err(KafkaError::Consume)?;
+    let done = committed
+        .find_partition(topic, 0)
+        .and_then(|e| e.offset().to_raw())
+        .is_some_and(|o| o >= checkpoint.0 as i64);
+    if done {
+        return Ok(()); // committed before a crash: commit is idempotent
+    }
+    let cgm = marker
+        .group_metadata()
+        .ok_or_else(|| KafkaError::Invalid("marker consumer has no group metadata".into()))?;
+    let txn = |e| KafkaError::Transaction {
+        checkpoint: checkpoint.0,
+        error: e,
+    };
+    producer.begin_transaction().map_err(txn)?;
+    let produced = records
+        .iter()
+        .try_for_each(|r| send_blocking(producer, topic, r))
+        .and_then(|_| {
+            producer
+                .send_offsets_to_transaction(&marker_list(topic, Some(checkpoint)), &cgm, timeout)
+                .map_err(txn)
+        })
+        .and_then(|_| producer.commit_transaction(timeout).map_err(txn));
+    if let Err(e) = produced {
+        let _ = producer.abort_transaction(timeout);
+        return Err(e);
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Sink for KafkaSink {
     type Item = Bytes;
-    type Handle = ();
+    type Handle = KafkaEpoch;
+
+    async fn open(&mut self, _ctx: &SinkContext) -> Result<(), BoxError> {
+        if self.marker.is_some() {
+            // Fences a previous instance with the same transactional id and aborts (or
+            // completes) whatever transaction it left open.
+            let producer = self.producer.clone();
+            let timeout = self.flush_timeout;
+            tokio::task::spawn_blocking(move || producer.init_transactions(timeout))
+                .await?
+                .map_err(|e| KafkaError::Transaction {
+                    checkpoint: 0,
+                    error: e,
+                })?;
+        }
+        Ok(())
+    }
 
     async fn write(&mut self, batch: Batch<Bytes>) -> Result<(), BoxError> {
+        if self.marker.is_some() {
+            self.epoch.extend(batch.iter().map(PendingRecord::of));
+            return Ok(());
+        }
         for r in &batch {
             let headers = (!r.headers.is_empty()).then(|| {
                 r.headers.iter().fold(OwnedHeaders::new(), |hs, h| {
@@ -138,15 +370,13 @@ impl Sink for KafkaSink {
                 })
             });
             loop {
-                let mut record = BaseRecord::<[u8], [u8], ()>::to(&self.topic)
-                    .payload(&r.value[..])
-                    .timestamp(r.timestamp.millis());
-                if let Some(k) = &r.key {
-                    record = record.key(&k[..]);
-                }
-                if let Some(h) = &headers {
-                    record = record.headers(h.clone());
-                }
+                let record = base_record(
+                    &self.topic,
+                    &r.value,
+                    r.key.as_deref(),
+                    r.timestamp.millis(),
+                    headers.as_ref(),
+                );
                 match self.producer.send(record) {
                     Ok(()) => break,
                     // librdkafka's queue is full: wait for deliveries to drain it
@@ -170,21 +400,59 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
-    async fn pre_commit(&mut self, _checkpoint: CheckpointId) -> Result<(), BoxError> {
+    async fn pre_commit(&mut self, _checkpoint: CheckpointId) -> Result<KafkaEpoch, BoxError> {
+        if self.marker.is_some() {
+            return Ok(KafkaEpoch {
+                records: std::mem::take(&mut self.epoch),
+            });
+        }
         let producer = self.producer.clone();
         let timeout = self.flush_timeout;
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await?
             .map_err(KafkaError::Flush)?;
         self.check_deliveries()?;
+        Ok(KafkaEpoch::default())
+    }
+
+    async fn commit(
+        &mut self,
+        checkpoint: CheckpointId,
+        epoch: KafkaEpoch,
+    ) -> Result<(), BoxError> {
+        let Some(marker) = self.marker.clone() else {
+            return Ok(());
+        };
+        if epoch.records.is_empty() {
+            return Ok(());
+        }
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        let timeout = self.flush_timeout;
+        tokio::task::spawn_blocking(move || {
+            commit_epoch(
+                &producer,
+                &marker,
+                &topic,
+                checkpoint,
+                &epoch.records,
+                timeout,
+            )
+        })
+        .await??;
+        metrics::counter!("watershed_kafka_transactions_total").increment(1);
         Ok(())
     }
 
-    async fn commit(&mut self, _checkpoint: CheckpointId, _handle: ()) -> Result<(), BoxError> {
+    async fn abort(&mut self) -> Result<(), BoxError> {
+        self.epoch.clear();
         Ok(())
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
-        self.pre_commit(CheckpointId(0)).await
+        if self.marker.is_some() {
+            return Ok(());
+        }
+        self.pre_commit(CheckpointId(0)).await.map(|_| ())
     }
 }

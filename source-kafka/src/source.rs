@@ -159,6 +159,13 @@ impl KafkaSourceBuilder {
         self
     }
 
+    /// Static group membership (`group.instance.id`, KIP-345): a restarted instance with the
+    /// same id takes its partitions back at once, instead of waiting for the old member's
+    /// session to time out. Give each pipeline instance its own stable id.
+    pub fn instance_id(self, id: impl Into<String>) -> Self {
+        self.property("group.instance.id", id)
+    }
+
     /// Records per batch, at most (default 1024).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);

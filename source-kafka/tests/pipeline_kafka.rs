@@ -304,3 +304,69 @@ async fn sink_delivers_every_record_with_its_key_before_the_checkpoint_completes
     }
     assert_eq!(got.len(), 10_000);
 }
+
+/// Rule (C6): commit is idempotent. A transactional commit that already reached Kafka, repeated
+/// by a restarted sink from the checkpoint's handle (as recovery does), writes nothing twice;
+/// and the restarted sink fences the old producer.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn transactional_commit_repeated_after_a_restart_writes_nothing_twice() {
+    let topic = unique("ws-txn-idem");
+    create_topic(&topic, 1).await;
+    let txn_id = unique("txn");
+    let ctx = SinkContext::new("p", "out");
+    let mut first = KafkaSink::builder(brokers(), &topic)
+        .exactly_once(&txn_id)
+        .build()
+        .unwrap();
+    first.open(&ctx).await.unwrap();
+    let batch: Batch<Bytes> = (0..100)
+        .map(|i| Record::new(Bytes::from(format!("v{i}")), EventTime(i)))
+        .collect();
+    first.write(batch).await.unwrap();
+    let handle = first.pre_commit(CheckpointId(1)).await.unwrap();
+    // The handle as the manifest stores it.
+    let stored = serde_json::to_value(&handle).unwrap();
+    first.commit(CheckpointId(1), handle).await.unwrap();
+
+    let mut restarted = KafkaSink::builder(brokers(), &topic)
+        .exactly_once(&txn_id)
+        .build()
+        .unwrap();
+    restarted
+        .open(&ctx.clone().restored_from(CheckpointId(1)))
+        .await
+        .unwrap();
+    restarted
+        .commit(CheckpointId(1), serde_json::from_value(stored).unwrap())
+        .await
+        .unwrap();
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("check"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut n = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            n += 1;
+        }
+    }
+    assert_eq!(n, 100, "the repeated commit wrote the epoch again");
+
+    // The first producer is fenced: its next transaction fails instead of writing.
+    first
+        .write(vec![Record::new(
+            Bytes::from_static(b"zombie"),
+            EventTime(0),
+        )])
+        .await
+        .unwrap();
+    let h = first.pre_commit(CheckpointId(2)).await.unwrap();
+    assert!(first.commit(CheckpointId(2), h).await.is_err());
+}
