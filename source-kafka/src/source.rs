@@ -161,7 +161,8 @@ impl KafkaSourceBuilder {
 
     /// Static group membership (`group.instance.id`, KIP-345): a restarted instance with the
     /// same id takes its partitions back at once, instead of waiting for the old member's
-    /// session to time out. Give each pipeline instance its own stable id.
+    /// session to time out. Give each pipeline instance its own stable id. The flip side: a
+    /// static member that stops for good keeps its partitions until `session.timeout.ms`.
     pub fn instance_id(self, id: impl Into<String>) -> Self {
         self.property("group.instance.id", id)
     }
