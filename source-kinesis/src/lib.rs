@@ -20,6 +20,7 @@
 
 mod backoff;
 mod config;
+mod deaggregate;
 mod error;
 mod sequence;
 mod sink;
@@ -28,6 +29,7 @@ mod stats;
 
 pub use backoff::Backoff;
 pub use config::{AwsOptions, StreamRef};
+pub use deaggregate::{aggregate, deaggregate, UserRecord, KPL_MAGIC};
 pub use error::KinesisError;
 pub use sequence::{cmp_positions, cmp_sequence_numbers, is_valid_sequence_number};
 pub use sink::{

@@ -2,6 +2,7 @@
 
 use crate::backoff::Backoff;
 use crate::config::{with_stream, AwsOptions, StreamRef};
+use crate::deaggregate::{deaggregate, KPL_MAGIC};
 use crate::error::{classify, detail, Failure, KinesisError};
 use crate::stats::KinesisStats;
 use async_trait::async_trait;
@@ -87,6 +88,9 @@ pub struct SourceOptions {
     pub read_ahead: usize,
     /// Retry timing.
     pub backoff: Backoff,
+    /// Split KPL aggregates into their user records (default true). Each keeps the
+    /// aggregate's sequence number and its index as the sub-sequence number.
+    pub deaggregate: bool,
 }
 
 impl Default for SourceOptions {
@@ -98,6 +102,7 @@ impl Default for SourceOptions {
             shard_discovery_interval: Duration::from_secs(10),
             read_ahead: 8,
             backoff: Backoff::default(),
+            deaggregate: true,
         }
     }
 }
@@ -153,6 +158,12 @@ impl KinesisSourceBuilder {
         self
     }
 
+    /// Whether to split KPL aggregates into user records (default true).
+    pub fn deaggregate(mut self, on: bool) -> Self {
+        self.options.deaggregate = on;
+        self
+    }
+
     /// The source (it connects in [`Source::open`]).
     pub fn build(self) -> KinesisSource {
         let (tx, rx) = mpsc::channel(self.options.read_ahead);
@@ -196,7 +207,8 @@ enum ReaderEvent {
         shard: String,
         split: SplitId,
         records: Vec<Record<Bytes>>,
-        last: String,
+        /// Sequence number and sub-sequence of the last record.
+        last: (String, u32),
     },
     End {
         shard: String,
@@ -226,7 +238,8 @@ enum ReaderEvent {
 ///   `AFTER_SEQUENCE_NUMBER`, so a record covered by a completed checkpoint is neither skipped
 ///   nor repeated. The source commits nothing to Kinesis (Kinesis has no consumer offsets; the
 ///   checkpoint store plays the KCL lease table's role).
-/// - KPL-aggregated records are **not** de-aggregated yet: an aggregate arrives as one record.
+/// - **KPL aggregates** are split into their user records (sub-sequence numbers in the origin
+///   and the position); a record that is not a well-formed aggregate arrives as it is.
 pub struct KinesisSource {
     stream: StreamRef,
     aws: AwsOptions,
@@ -517,8 +530,8 @@ impl Source for KinesisSource {
                     self.position.shards.insert(
                         shard,
                         ShardPosition::After {
-                            sequence: last,
-                            sub: 0,
+                            sequence: last.0,
+                            sub: last.1,
                         },
                     );
                     return Ok(SourceEvent::Batch { split, records });
@@ -555,6 +568,13 @@ impl Source for KinesisSource {
     async fn close(&mut self) -> Result<(), BoxError> {
         self.stop_readers();
         Ok(())
+    }
+}
+
+fn sub_sequence(r: &Record<Bytes>) -> u32 {
+    match r.origin.as_ref().map(|o| &o.offset) {
+        Some(Offset::Sequence(s)) => s.sub,
+        _ => 0,
     }
 }
 
@@ -723,7 +743,10 @@ impl ShardReader {
             if let Some(r) = raw.last() {
                 last = Some(r.sequence_number.clone());
             }
-            let records: Vec<Record<Bytes>> = raw.into_iter().map(|r| self.convert(r)).collect();
+            let mut records: Vec<Record<Bytes>> = Vec::with_capacity(raw.len());
+            for r in raw {
+                self.convert(r, &mut records);
+            }
             if !records.is_empty() {
                 let n = records.len() as u64;
                 records_in.increment(n);
@@ -731,8 +754,11 @@ impl ShardReader {
                 let event = ReaderEvent::Records {
                     shard: self.shard.clone(),
                     split: self.split.split.clone(),
+                    last: (
+                        last.clone().expect("a batch has a last record"),
+                        records.last().map_or(0, sub_sequence),
+                    ),
                     records,
-                    last: last.clone().expect("a batch has a last record"),
                 };
                 if self.tx.send(event).await.is_err() {
                     return Ok(());
@@ -756,21 +782,37 @@ impl ShardReader {
         }
     }
 
-    fn convert(&self, r: aws_sdk_kinesis::types::Record) -> Record<Bytes> {
+    /// Appends the user records of one Kinesis record: itself, or the records of a KPL
+    /// aggregate with their sub-sequence numbers. A GetRecords response is always returned
+    /// whole, so an aggregate is never split between batches: the position after a batch is
+    /// the aggregate's last sub-record, and AFTER_SEQUENCE_NUMBER resumes correctly.
+    fn convert(&self, r: aws_sdk_kinesis::types::Record, out: &mut Vec<Record<Bytes>>) {
         let timestamp = r
             .approximate_arrival_timestamp
             .and_then(|t| t.to_millis().ok())
             .map(EventTime)
             .unwrap_or(EventTime::MIN);
-        let mut record =
-            Record::new(Bytes::from(r.data.into_inner()), timestamp).with_origin(Origin {
-                source: self.split.clone(),
-                offset: Offset::Sequence(Arc::new(SequenceNumber {
-                    number: r.sequence_number,
-                    sub: 0,
-                })),
-            });
+        let data = Bytes::from(r.data.into_inner());
+        let origin = |sub: u32| Origin {
+            source: self.split.clone(),
+            offset: Offset::Sequence(Arc::new(SequenceNumber {
+                number: r.sequence_number.clone(),
+                sub,
+            })),
+        };
+        if self.options.deaggregate && data.starts_with(&KPL_MAGIC) {
+            if let Some(users) = deaggregate(&data) {
+                for (sub, user) in users.into_iter().enumerate() {
+                    let mut record = Record::new(user.data, timestamp)
+                        .with_origin(origin(u32::try_from(sub).unwrap_or(u32::MAX)));
+                    record.key = Some(Bytes::from(user.partition_key.into_bytes()));
+                    out.push(record);
+                }
+                return;
+            }
+        }
+        let mut record = Record::new(data, timestamp).with_origin(origin(0));
         record.key = r.partition_key.map(|k| Bytes::from(k.into_bytes()));
-        record
+        out.push(record);
     }
 }

@@ -314,3 +314,116 @@ async fn undecodable_record_goes_to_the_dead_letter_sink_with_shard_and_sequence
     }
     stream.delete().await;
 }
+
+/// (sequence, sub-sequence, key, payload) of a user record.
+type Sub = (String, u32, String, String);
+
+/// N4: KPL aggregates written by a producer are split into their user records, each with the
+/// aggregate's sequence number and its index as sub-sequence number, in order; a run stopped
+/// at a checkpoint and restarted neither repeats nor skips a user record.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn n4_kpl_aggregates_are_split_into_user_records_and_resume_without_repeats() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    use watershed_source_kinesis::{aggregate, cmp_positions, UserRecord};
+    const AGGREGATES: usize = 20;
+    const PER_AGGREGATE: usize = 50;
+    let stream = TestStream::create("ws-kpl", 1).await;
+    let entries: Vec<PutRecordsRequestEntry> = (0..AGGREGATES)
+        .map(|a| {
+            let users: Vec<UserRecord> = keyed_records(PER_AGGREGATE, 10, a * PER_AGGREGATE)
+                .into_iter()
+                .map(|(k, v)| UserRecord {
+                    partition_key: k,
+                    explicit_hash_key: None,
+                    data: Bytes::from(v),
+                })
+                .collect();
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(aggregate(&users).to_vec()))
+                .partition_key(format!("aggregate-{a}"))
+                .build()
+                .expect("entry")
+        })
+        .collect();
+    let out = stream
+        .client
+        .put_records()
+        .stream_name(&stream.name)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .expect("PutRecords");
+    assert_eq!(out.failed_record_count(), Some(0));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = CheckpointStore::local(dir.path()).expect("store");
+    let collected = CollectSink::<Sub>::new();
+    let run = |enough: usize| {
+        let p = Pipeline::new(pipeline_config("kpl", &store));
+        let shutdown = p.shutdown_handle();
+        // Three aggregates per call, so the first run stops between aggregates.
+        let source = KinesisSource::builder(&stream.name)
+            .aws(aws())
+            .start_position(watershed_source_kinesis::StartPosition::TrimHorizon)
+            .max_records_per_call(3)
+            .build();
+        p.source("kinesis", source, WatermarkStrategy::none())
+            .apply(
+                "describe",
+                FnOperator::new(|batch: Batch<Bytes>, out: &mut Collector<Sub>| {
+                    for r in batch {
+                        let (_, _, key, payload) = seen(&r);
+                        let Some(Offset::Sequence(s)) = r.origin.as_ref().map(|o| &o.offset) else {
+                            panic!("a sequence number");
+                        };
+                        let v = (s.number.clone(), s.sub, key, payload);
+                        out.emit(r.map(|_| v));
+                    }
+                }),
+            )
+            .sink("collect", collected.clone());
+        run_until(p.run(), shutdown, &collected, move |n| n >= enough)
+    };
+    run(300).await;
+    let first = collected.values().len();
+    assert!(
+        first < AGGREGATES * PER_AGGREGATE,
+        "the first run stopped mid-stream"
+    );
+    assert_eq!(first % PER_AGGREGATE, 0, "batches hold whole aggregates");
+    run(AGGREGATES * PER_AGGREGATE).await;
+
+    let all = collected.values();
+    let payloads: std::collections::HashSet<&str> = all.iter().map(|s| s.3.as_str()).collect();
+    assert_eq!(
+        payloads.len(),
+        AGGREGATES * PER_AGGREGATE,
+        "every user record once"
+    );
+    assert_eq!(
+        all.len(),
+        AGGREGATES * PER_AGGREGATE,
+        "no user record twice"
+    );
+    for pair in all.windows(2) {
+        assert_eq!(
+            cmp_positions((&pair[0].0, pair[0].1), (&pair[1].0, pair[1].1)),
+            std::cmp::Ordering::Less,
+            "(sequence, sub-sequence) increases"
+        );
+    }
+    for (i, (_, sub, _, payload)) in all.iter().enumerate() {
+        assert_eq!(
+            *sub as usize,
+            i % PER_AGGREGATE,
+            "sub-sequence = index in the aggregate"
+        );
+        assert!(
+            payload.ends_with(&format!("|{i}")),
+            "user record {i} in write order"
+        );
+    }
+    stream.delete().await;
+}
