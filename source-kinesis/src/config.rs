@@ -103,9 +103,14 @@ impl AwsOptions {
     }
 
     pub(crate) async fn client(&self) -> Result<Client, KinesisError> {
-        let sdk = match &self.sdk_config {
-            Some(c) => c.clone(),
-            None => aws_config::defaults(BehaviorVersion::latest()).load().await,
+        let sdk = match (&self.sdk_config, &self.region, &self.credentials, &self.endpoint_url) {
+            (Some(c), ..) => c.clone(),
+            // Everything is given: skip the default chain, which reads profile files and may
+            // probe the instance metadata service before it gives up.
+            (None, Some(_), Some(_), Some(_)) => SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .build(),
+            (None, ..) => aws_config::defaults(BehaviorVersion::latest()).load().await,
         };
         let mut builder = aws_sdk_kinesis::config::Builder::from(&sdk)
             // Retries happen in this crate (see the type's documentation).

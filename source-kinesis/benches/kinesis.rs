@@ -1,0 +1,404 @@
+//! Kinesis source and sink against raw aws-sdk-kinesis loops doing the same work, interleaved
+//! in one run, against the local Kinesis-API server (`scripts/brokers up`). See
+//! docs/benchmarks.md.
+//!
+//! `cargo bench -p watershed-source-kinesis --bench kinesis [-- RECORDS_PER_SHARD PAIRS]`
+
+use aws_config::BehaviorVersion;
+use aws_sdk_kinesis::config::{Credentials, Region};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::Client;
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use watershed_core::connectors::GeneratorSource;
+use watershed_core::*;
+use watershed_source_kinesis::{AwsOptions, KinesisSink, KinesisSource, StartPosition};
+
+const SHARDS: i32 = 2;
+/// Both sides: at most one GetRecords per 200 ms per shard (the Kinesis limit) and 10,000
+/// records per call.
+const SPACING: Duration = Duration::from_millis(200);
+const LIMIT: i32 = 10_000;
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Event {
+    user: u64,
+    page: String,
+    pad: String,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn endpoint() -> String {
+    env_or("WATERSHED_KINESIS_ENDPOINT", "http://127.0.0.1:4568")
+}
+
+fn aws() -> AwsOptions {
+    AwsOptions::new()
+        .endpoint_url(endpoint())
+        .region(env_or("AWS_REGION", "us-east-1"))
+        .static_credentials(
+            env_or("AWS_ACCESS_KEY_ID", "test"),
+            env_or("AWS_SECRET_ACCESS_KEY", "test"),
+        )
+}
+
+async fn client() -> Client {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new(env_or("AWS_REGION", "us-east-1")))
+        .credentials_provider(Credentials::new(
+            env_or("AWS_ACCESS_KEY_ID", "test"),
+            env_or("AWS_SECRET_ACCESS_KEY", "test"),
+            None,
+            None,
+            "bench",
+        ))
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+/// A 100-byte JSON record.
+fn payload(i: u64) -> String {
+    let head = format!(
+        r#"{{"user":{},"page":"/page/{}","pad":""#,
+        i % 10_000,
+        i % 50
+    );
+    let pad = 100 - head.len() - 2;
+    format!("{head}{}\"}}", "x".repeat(pad))
+}
+
+/// CPU seconds of this process so far, at nanosecond resolution: the sum of every live
+/// thread's run time from `/proc/self/task/*/schedstat` (`/proc/self/stat` counts 10 ms ticks,
+/// too coarse for the few-thousand-record runs kinesis-mock allows). The runtime's threads live
+/// for the whole run, so no thread's time is lost.
+fn cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e9
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+async fn create_stream(client: &Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    client
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(SHARDS)
+        .send()
+        .await
+        .expect("CreateStream");
+    loop {
+        let s = client
+            .describe_stream_summary()
+            .stream_name(&name)
+            .send()
+            .await
+            .expect("DescribeStreamSummary");
+        if s.stream_description_summary().map(|d| d.stream_status()) == Some(&StreamStatus::Active)
+        {
+            return name;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn delete_stream(client: &Client, name: &str) {
+    let _ = client.delete_stream().stream_name(name).send().await;
+}
+
+fn entries(n: u64) -> Vec<PutRecordsRequestEntry> {
+    (0..n)
+        .map(|i| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(payload(i)))
+                .partition_key(format!("user-{}", i % 10_000))
+                .build()
+                .expect("entry")
+        })
+        .collect()
+}
+
+/// The raw producer: PutRecords of 500, resending failed entries. Returns records per shard.
+async fn raw_put(client: &Client, stream: &str, n: u64) -> HashMap<String, u64> {
+    let mut per_shard = HashMap::new();
+    for chunk in entries(n).chunks(500) {
+        let mut pending = chunk.to_vec();
+        while !pending.is_empty() {
+            let out = client
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(pending.clone()))
+                .send()
+                .await
+                .expect("PutRecords");
+            let mut failed = Vec::new();
+            for (e, r) in pending.into_iter().zip(out.records()) {
+                match r.shard_id() {
+                    Some(shard) if r.error_code().is_none() => {
+                        *per_shard.entry(shard.to_owned()).or_default() += 1
+                    }
+                    _ => failed.push(e),
+                }
+            }
+            pending = failed;
+        }
+    }
+    per_shard
+}
+
+/// The same records through a pipeline: bounded source → KinesisSink.
+async fn sink_put(stream: &str, n: u64) {
+    let p = Pipeline::new(
+        PipelineConfig::new(unique("bench-sink"))
+            .checkpoint_store(CheckpointStore::memory())
+            .handle_signals(false),
+    );
+    let source = GeneratorSource::sized(vec![n], |_, i| {
+        Record::new(Bytes::from(payload(i)), EventTime(i as i64))
+            .with_key(format!("user-{}", i % 10_000))
+    })
+    .batch_size(500);
+    p.source("gen", source, WatermarkStrategy::none())
+        .sink("kinesis", KinesisSink::builder(stream).aws(aws()).build());
+    p.run().await.expect("sink pipeline");
+}
+
+/// The raw consumer: one task per shard, TRIM_HORIZON, GetRecords every 200 ms at most,
+/// decode every record and keep it alive.
+async fn raw_read(client: &Client, stream: &str, per_shard: &HashMap<String, u64>) {
+    let tasks: Vec<_> = per_shard
+        .iter()
+        .map(|(shard, &expected)| {
+            let client = client.clone();
+            let stream = stream.to_owned();
+            let shard = shard.clone();
+            tokio::spawn(async move {
+                let mut it = client
+                    .get_shard_iterator()
+                    .stream_name(&stream)
+                    .shard_id(&shard)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .expect("GetShardIterator")
+                    .shard_iterator()
+                    .map(str::to_owned);
+                let mut read = 0;
+                let mut next = tokio::time::Instant::now();
+                while read < expected {
+                    tokio::time::sleep_until(next).await;
+                    next = tokio::time::Instant::now() + SPACING;
+                    let out = client
+                        .get_records()
+                        .shard_iterator(it.take().expect("open shard"))
+                        .limit(LIMIT)
+                        .send()
+                        .await
+                        .expect("GetRecords");
+                    for r in out.records() {
+                        let e: Event = serde_json::from_slice(r.data().as_ref()).expect("json");
+                        black_box(e);
+                        read += 1;
+                    }
+                    it = out.next_shard_iterator().map(str::to_owned);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("reader");
+    }
+}
+
+struct Discard;
+
+#[async_trait]
+impl Sink for Discard {
+    type Item = Event;
+    type Handle = ();
+    async fn write(&mut self, batch: Batch<Event>) -> Result<(), BoxError> {
+        black_box(&batch);
+        Ok(())
+    }
+    async fn pre_commit(&mut self, _: CheckpointId) -> Result<(), BoxError> {
+        Ok(())
+    }
+    async fn commit(&mut self, _: CheckpointId, _: ()) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// KinesisSource → decode → discard; timed until every record was decoded.
+async fn pipeline_read(stream: &str, total: u64) -> Duration {
+    let decoded = Arc::new(AtomicU64::new(0));
+    let p = Pipeline::new(
+        PipelineConfig::new(unique("bench-read"))
+            .checkpoint_store(CheckpointStore::memory())
+            .handle_signals(false),
+    );
+    let shutdown = p.shutdown_handle();
+    let source = KinesisSource::builder(stream)
+        .aws(aws())
+        .start_position(StartPosition::TrimHorizon)
+        .poll_interval(SPACING)
+        .max_records_per_call(LIMIT)
+        .build();
+    let counter = decoded.clone();
+    p.source("kinesis", source, WatermarkStrategy::none())
+        .apply(
+            "decode",
+            FnOperator::new(move |batch: Batch<Bytes>, out: &mut Collector<Event>| {
+                counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for r in batch {
+                    let e: Event = serde_json::from_slice(&r.value).expect("json");
+                    out.emit(r.map(|_| e));
+                }
+            }),
+        )
+        .sink("discard", Discard);
+    let t = Instant::now();
+    let run = tokio::spawn(p.run());
+    while decoded.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = t.elapsed();
+    shutdown.shutdown();
+    run.await.expect("task").expect("pipeline");
+    elapsed
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn spread(v: &[f64]) -> f64 {
+    let max = v.iter().cloned().fold(f64::MIN, f64::max);
+    let min = v.iter().cloned().fold(f64::MAX, f64::min);
+    (max - min) / median(v.to_vec())
+}
+
+fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    // kinesis-mock slows down as shards fill: a few thousand records per shard.
+    let per_shard = args.first().copied().unwrap_or(4_000);
+    let pairs = args.get(1).copied().unwrap_or(5) as usize;
+    let n = per_shard * SHARDS as u64;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let client = client().await;
+        let stream = create_stream(&client, "bench-read").await;
+        println!("preloading {n} records of 100 bytes into {stream} ({SHARDS} shards)");
+        let counts = raw_put(&client, &stream, n).await;
+        // Warm-up of both sides (connections, allocator).
+        raw_read(&client, &stream, &counts).await;
+        pipeline_read(&stream, n).await;
+
+        let (mut read_ratios, mut read_cpu_ratios) = (Vec::new(), Vec::new());
+        let mut raw_rates = Vec::new();
+        let mut pipe_rates = Vec::new();
+        println!("| pair | raw GetRecords rec/s | source rec/s | ratio | raw rec/CPU-s | source rec/CPU-s | CPU ratio |");
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        for pair in 0..pairs {
+            let (c0, t0) = (cpu_seconds(), Instant::now());
+            raw_read(&client, &stream, &counts).await;
+            let (raw_t, raw_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+            let c1 = cpu_seconds();
+            let pipe_t = pipeline_read(&stream, n).await.as_secs_f64();
+            let pipe_cpu = cpu_seconds() - c1;
+            let (r, p) = (n as f64 / raw_t, n as f64 / pipe_t);
+            let (rc, pc) = (n as f64 / raw_cpu, n as f64 / pipe_cpu);
+            println!(
+                "| {pair} | {r:.0} | {p:.0} | {:.3} | {rc:.0} | {pc:.0} | {:.3} |",
+                p / r,
+                pc / rc
+            );
+            raw_rates.push(r);
+            pipe_rates.push(p);
+            read_ratios.push(p / r);
+            read_cpu_ratios.push(pc / rc);
+        }
+        delete_stream(&client, &stream).await;
+
+        let (mut sink_ratios, mut sink_rates) = (Vec::new(), Vec::new());
+        let mut raw_put_rates = Vec::new();
+        println!();
+        println!("| pair | raw PutRecords rec/s | KinesisSink rec/s | ratio |");
+        println!("| --- | --- | --- | --- |");
+        for pair in 0..pairs {
+            let a = create_stream(&client, "bench-put-raw").await;
+            let t = Instant::now();
+            raw_put(&client, &a, n).await;
+            let raw_t = t.elapsed().as_secs_f64();
+            delete_stream(&client, &a).await;
+            let b = create_stream(&client, "bench-put-sink").await;
+            let t = Instant::now();
+            sink_put(&b, n).await;
+            let sink_t = t.elapsed().as_secs_f64();
+            delete_stream(&client, &b).await;
+            let (r, s) = (n as f64 / raw_t, n as f64 / sink_t);
+            println!("| {pair} | {r:.0} | {s:.0} | {:.3} |", s / r);
+            raw_put_rates.push(r);
+            sink_rates.push(s);
+            sink_ratios.push(s / r);
+        }
+        println!();
+        println!(
+            "read: median ratio {:.3} (spread {:.0}%), CPU ratio {:.3} (spread {:.0}%); \
+             sink: median ratio {:.3} (spread {:.0}%); peak RSS {:.1} MiB",
+            median(read_ratios.clone()),
+            spread(&read_ratios) * 100.0,
+            median(read_cpu_ratios.clone()),
+            spread(&read_cpu_ratios) * 100.0,
+            median(sink_ratios.clone()),
+            spread(&sink_ratios) * 100.0,
+            peak_rss_mb()
+        );
+        println!("BENCH name=kinesis_raw_get_records metric=records_per_s value={:.0}", median(raw_rates));
+        println!("BENCH name=kinesis_source metric=records_per_s value={:.0}", median(pipe_rates));
+        println!("BENCH name=kinesis_source metric=ratio value={:.3}", median(read_ratios));
+        println!("BENCH name=kinesis_source_cpu metric=ratio value={:.3}", median(read_cpu_ratios));
+        println!("BENCH name=kinesis_raw_put_records metric=records_per_s value={:.0}", median(raw_put_rates));
+        println!("BENCH name=kinesis_sink metric=records_per_s value={:.0}", median(sink_rates));
+        println!("BENCH name=kinesis_sink metric=ratio value={:.3}", median(sink_ratios));
+        println!("BENCH name=kinesis metric=peak_rss_mb value={:.1}", peak_rss_mb());
+    });
+}
