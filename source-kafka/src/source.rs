@@ -8,7 +8,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::{Headers as _, Message};
+use rdkafka::message::{Headers as _, Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset as RdOffset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -219,6 +219,7 @@ impl KafkaSourceBuilder {
             event_time_from_kafka: self.event_time_from_kafka,
             position: KafkaPosition::default(),
             assigned: HashMap::new(),
+            blocking_wait: false,
             ready: VecDeque::new(),
         })
     }
@@ -242,6 +243,7 @@ pub struct KafkaSource {
     event_time_from_kafka: bool,
     position: KafkaPosition,
     assigned: HashMap<(String, i32), Assigned>,
+    blocking_wait: bool,
     /// Events ready to hand out, each with the position it moves to (topic, partition, next).
     ready: VecDeque<Ready>,
 }
@@ -277,20 +279,27 @@ impl KafkaSource {
     }
 
     /// Drains what librdkafka has prefetched, up to one batch, into per-partition batches.
-    fn drain(&mut self) -> Result<usize, KafkaError> {
+    /// `first` is a message already polled while waiting.
+    fn drain(&mut self, first: Option<OwnedMessage>) -> Result<usize, KafkaError> {
         let mut per_split: HashMap<(String, i32), Vec<Record<Bytes>>> = HashMap::new();
         let mut n = 0;
         let now = EventTime::now();
+        if let Some(m) = first {
+            self.apply_changes();
+            if let Some(r) = to_record(&self.assigned, self.event_time_from_kafka, now, &m) {
+                per_split
+                    .entry((m.topic().to_string(), m.partition()))
+                    .or_default()
+                    .push(r);
+                n += 1;
+            }
+        }
         while n < self.batch_size {
             let message = match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(m)) => m,
-                Some(Err(RdError::PartitionEOF(_))) => continue,
                 Some(Err(e)) => {
-                    if is_fatal(&e) {
-                        return Err(KafkaError::Consume(e));
-                    }
-                    tracing::warn!(error = %e, "kafka: transient consumer error");
+                    check_error(e)?;
                     continue;
                 }
             };
@@ -307,36 +316,11 @@ impl KafkaSource {
                 }
                 .apply();
             }
-            let Some(assigned) = self.assigned.get(&key) else {
-                continue; // revoked between fetch and poll
-            };
-            let timestamp = if self.event_time_from_kafka {
-                message
-                    .timestamp()
-                    .to_millis()
-                    .map(EventTime)
-                    .unwrap_or(now)
-            } else {
-                now
-            };
-            let mut record = Record::new(
-                Bytes::copy_from_slice(message.payload().unwrap_or_default()),
-                timestamp,
-            );
-            record.key = message.key().map(Bytes::copy_from_slice);
-            if let Some(hs) = message.headers() {
-                let mut headers = Headers::new();
-                for h in hs.iter() {
-                    headers.push(h.key, h.value.map(Bytes::copy_from_slice));
-                }
-                record.headers = headers;
+            // None: revoked between fetch and poll.
+            if let Some(r) = to_record(&self.assigned, self.event_time_from_kafka, now, &message) {
+                per_split.entry(key).or_default().push(r);
+                n += 1;
             }
-            record.origin = Some(Origin {
-                source: assigned.source.clone(),
-                offset: Offset::Number(message.offset()),
-            });
-            per_split.entry(key).or_default().push(record);
-            n += 1;
         }
         // A partition revoked during this drain: its records are the new owner's to read.
         self.apply_changes();
@@ -458,6 +442,56 @@ fn seek_to_times(consumer: &BaseConsumer<SourceContext>, tpl: TopicPartitionList
     }
 }
 
+/// The record for a message of an assigned partition.
+fn to_record<M: Message>(
+    assigned: &HashMap<(String, i32), Assigned>,
+    event_time_from_kafka: bool,
+    now: EventTime,
+    message: &M,
+) -> Option<Record<Bytes>> {
+    let split = assigned.get(&(message.topic().to_string(), message.partition()))?;
+    let timestamp = if event_time_from_kafka {
+        message
+            .timestamp()
+            .to_millis()
+            .map(EventTime)
+            .unwrap_or(now)
+    } else {
+        now
+    };
+    let mut record = Record::new(
+        Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+        timestamp,
+    );
+    record.key = message.key().map(Bytes::copy_from_slice);
+    if let Some(hs) = message.headers() {
+        let mut headers = Headers::new();
+        for i in 0..hs.count() {
+            let h = hs.get(i);
+            headers.push(h.key, h.value.map(Bytes::copy_from_slice));
+        }
+        record.headers = headers;
+    }
+    record.origin = Some(Origin {
+        source: split.source.clone(),
+        offset: Offset::Number(message.offset()),
+    });
+    Some(record)
+}
+
+/// End-of-partition notices are not errors; fatal errors stop the source; the rest are logged
+/// (librdkafka retries them itself).
+fn check_error(e: RdError) -> Result<(), KafkaError> {
+    match e {
+        RdError::PartitionEOF(_) => Ok(()),
+        e if is_fatal(&e) => Err(KafkaError::Consume(e)),
+        e => {
+            tracing::warn!(error = %e, "kafka: transient consumer error");
+            Ok(())
+        }
+    }
+}
+
 fn is_fatal(e: &RdError) -> bool {
     use rdkafka::error::RDKafkaErrorCode::*;
     matches!(
@@ -482,6 +516,10 @@ impl Source for KafkaSource {
     type Position = KafkaPosition;
 
     async fn open(&mut self, restored: Option<KafkaPosition>) -> Result<(), BoxError> {
+        self.blocking_wait = matches!(
+            tokio::runtime::Handle::current().runtime_flavor(),
+            tokio::runtime::RuntimeFlavor::MultiThread
+        );
         let restored = restored.unwrap_or_default();
         self.position = restored.clone();
         *self.consumer.context().restored.lock().expect("lock") = restored;
@@ -513,15 +551,31 @@ impl Source for KafkaSource {
             if !self.ready.is_empty() {
                 continue;
             }
-            if self.drain()? > 0 || !self.ready.is_empty() {
+            if self.drain(None)? > 0 || !self.ready.is_empty() {
                 continue;
             }
             let now = Instant::now();
             if now >= deadline {
                 return Ok(SourceEvent::Idle);
             }
-            // Nothing prefetched: wait a little without blocking the runtime's thread.
-            tokio::time::sleep((deadline - now).min(Duration::from_millis(2))).await;
+            let wait = (deadline - now).min(Duration::from_millis(10));
+            if self.blocking_wait {
+                // Nothing prefetched: block this worker in librdkafka's poll, which returns the
+                // moment a message arrives (other tasks move to other workers meanwhile).
+                let first = tokio::task::block_in_place(|| {
+                    self.consumer.poll(wait).map(|r| r.map(|m| m.detach()))
+                });
+                match first {
+                    Some(Ok(m)) => {
+                        self.drain(Some(m))?;
+                    }
+                    Some(Err(e)) => check_error(e)?,
+                    None => {}
+                }
+            } else {
+                // A current-thread runtime cannot block: sleep a little instead.
+                tokio::time::sleep(wait.min(Duration::from_millis(2))).await;
+            }
         }
     }
 

@@ -1,0 +1,309 @@
+//! Kafka source and sink against raw rdkafka loops doing the same work, in one run, against the
+//! local broker (`scripts/brokers up`). See docs/benchmarks.md.
+//!
+//! `cargo bench -p watershed-source-kafka --bench kafka [-- RECORDS PAIRS]`
+
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde::Deserialize;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use watershed_core::connectors::GeneratorSource;
+use watershed_core::*;
+use watershed_operators::prelude::*;
+use watershed_source_kafka::{KafkaSink, KafkaSource};
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Event {
+    user: u64,
+    page: String,
+    pad: String,
+}
+
+fn brokers() -> String {
+    std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A 100-byte JSON record.
+fn payload(i: u64) -> String {
+    let head = format!(
+        r#"{{"user":{},"page":"/page/{}","pad":""#,
+        i % 10_000,
+        i % 50
+    );
+    let pad = 100 - head.len() - 2;
+    format!("{head}{}\"}}", "x".repeat(pad))
+}
+
+/// (user + system CPU seconds of this process, librdkafka's threads included).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / 100.0
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn group() -> String {
+    format!(
+        "bench-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ rand_seed()
+    )
+}
+
+fn rand_seed() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// The hand-written consumer: poll, decode, drop — what the pipeline does, without it.
+fn raw_consume(topic: &str, n: u64) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group())
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let t = Instant::now();
+    let mut got = 0;
+    while got < n {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let e: Event = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            black_box(e);
+            got += 1;
+        }
+    }
+    t.elapsed()
+}
+
+struct Discard(Arc<AtomicU64>);
+
+#[async_trait]
+impl Sink for Discard {
+    type Item = Event;
+    type Handle = ();
+    async fn write(&mut self, batch: Batch<Event>) -> Result<(), BoxError> {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        black_box(batch);
+        Ok(())
+    }
+    async fn pre_commit(&mut self, _: CheckpointId) -> Result<(), BoxError> {
+        Ok(())
+    }
+    async fn commit(&mut self, _: CheckpointId, _: ()) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+fn pipeline_consume(rt: &tokio::runtime::Runtime, topic: &str, n: u64) -> Duration {
+    rt.block_on(async {
+        let p = Pipeline::new(
+            PipelineConfig::new(group())
+                .checkpoint_store(CheckpointStore::memory())
+                .handle_signals(false),
+        );
+        let count = Arc::new(AtomicU64::new(0));
+        let source = KafkaSource::builder(brokers(), group())
+            .topic(topic)
+            .build()
+            .unwrap();
+        p.source("kafka", source, WatermarkStrategy::none())
+            .decode_json::<Event>()
+            .sink("discard", Discard(count.clone()));
+        let stop = p.shutdown_handle();
+        let t = Instant::now();
+        let run = tokio::spawn(p.run());
+        while count.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let took = t.elapsed();
+        stop.shutdown();
+        run.await.unwrap().unwrap();
+        took
+    })
+}
+
+fn raw_produce(topic: &str, n: u64) -> Duration {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        let v = payload(i);
+        let k = format!("k{}", i % 1000);
+        let mut rec = BaseRecord::to(topic).key(&k).payload(&v);
+        while let Err((_, r)) = producer.send(rec) {
+            rec = r;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    t.elapsed()
+}
+
+fn pipeline_produce(
+    rt: &tokio::runtime::Runtime,
+    topic: &str,
+    n: u64,
+    transactional: bool,
+) -> Duration {
+    rt.block_on(async {
+        let p = Pipeline::new(
+            PipelineConfig::new(group())
+                .checkpoint_store(CheckpointStore::memory())
+                .checkpoint_interval(Duration::from_secs(1))
+                .handle_signals(false),
+        );
+        let mut sink = KafkaSink::builder(brokers(), topic);
+        if transactional {
+            sink = sink.exactly_once(group());
+        }
+        let source = GeneratorSource::new(1, n, |_, i| {
+            Record::new(Bytes::from(payload(i)), EventTime(i as i64))
+                .with_key(format!("k{}", i % 1000))
+        });
+        p.source("gen", source, WatermarkStrategy::none())
+            .sink("kafka", sink.build().unwrap());
+        let t = Instant::now();
+        let s = p.run().await.unwrap();
+        assert_eq!(s.records_out, n);
+        t.elapsed()
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn report(name: &str, base: &mut [f64], pipe: &mut [f64], cpu: f64, n: u64, pairs: usize) {
+    let ratios: Vec<f64> = base.iter().zip(pipe.iter()).map(|(b, p)| p / b).collect();
+    let (lo, hi) = (
+        ratios.iter().cloned().fold(f64::MAX, f64::min),
+        ratios.iter().cloned().fold(f64::MIN, f64::max),
+    );
+    let mut r = ratios.clone();
+    let ratio = median(&mut r);
+    println!(
+        "{name}: raw {:.0} rec/s, pipeline {:.0} rec/s, median ratio {ratio:.3} (spread {:.1}%)",
+        median(base),
+        median(pipe),
+        (hi - lo) / ratio * 100.0
+    );
+    println!(
+        "BENCH name={name}_raw metric=records_per_s value={:.0}",
+        median(base)
+    );
+    println!(
+        "BENCH name={name} metric=records_per_s value={:.0}",
+        median(pipe)
+    );
+    println!("BENCH name={name} metric=ratio value={ratio:.3}");
+    println!(
+        "BENCH name={name} metric=events_per_cpu_s value={:.0}",
+        n as f64 * pairs as f64 / cpu.max(1e-9)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let n: u64 = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let pairs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let topic = format!("ws-bench-{}", rand_seed());
+    rt.block_on(async {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .unwrap();
+        for r in admin
+            .create_topics(
+                &[
+                    NewTopic::new(&topic, 3, TopicReplication::Fixed(1)),
+                    NewTopic::new(&format!("{topic}-out"), 3, TopicReplication::Fixed(1)),
+                    NewTopic::new(&format!("{topic}-txn"), 3, TopicReplication::Fixed(1)),
+                ],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .expect("is the broker up? scripts/brokers up")
+        {
+            r.unwrap();
+        }
+    });
+    println!("preloading {n} records of 100 bytes into {topic} (3 partitions)");
+    raw_produce(&topic, n);
+
+    let (mut base, mut pipe, mut cpu) = (Vec::new(), Vec::new(), 0.0);
+    for pair in 0..pairs {
+        let b = raw_consume(&topic, n);
+        let c0 = cpu_seconds();
+        let p = pipeline_consume(&rt, &topic, n);
+        cpu += cpu_seconds() - c0;
+        println!("source pair {pair}: raw {:.2?}, pipeline {:.2?}", b, p);
+        base.push(n as f64 / b.as_secs_f64());
+        pipe.push(n as f64 / p.as_secs_f64());
+    }
+    report("kafka_source", &mut base, &mut pipe, cpu, n, pairs);
+
+    let out = format!("{topic}-out");
+    let (mut base, mut pipe, mut cpu) = (Vec::new(), Vec::new(), 0.0);
+    for pair in 0..pairs {
+        let b = raw_produce(&out, n);
+        let c0 = cpu_seconds();
+        let p = pipeline_produce(&rt, &out, n, false);
+        cpu += cpu_seconds() - c0;
+        println!("sink pair {pair}: raw {:.2?}, pipeline {:.2?}", b, p);
+        base.push(n as f64 / b.as_secs_f64());
+        pipe.push(n as f64 / p.as_secs_f64());
+    }
+    report("kafka_sink", &mut base, &mut pipe, cpu, n, pairs);
+
+    let t = pipeline_produce(&rt, &format!("{topic}-txn"), n, true);
+    println!(
+        "BENCH name=kafka_sink_transactional metric=records_per_s value={:.0}",
+        n as f64 / t.as_secs_f64()
+    );
+    println!(
+        "BENCH name=kafka metric=peak_rss_mb value={:.1}",
+        peak_rss_mb()
+    );
+}
