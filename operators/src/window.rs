@@ -208,6 +208,25 @@ struct Slot<Acc> {
     emitted: bool,
 }
 
+/// A window of a non-merging assigner and every key's accumulator in it. All keys of a window
+/// share its fire and cleanup times, so the window is the timer; grouping keys under it keeps the
+/// per-record path to one small ordered-map lookup and one hash lookup with the state inline.
+///
+/// No per-key flags are needed: before the window fires every key's pane is pending; the firing
+/// emits them all; after it, an element fires its key's update at once, and that is an update
+/// exactly when the key was already in the window.
+#[derive(Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize, Acc: Serialize",
+    deserialize = "K: Deserialize<'de> + Hash + Eq, Acc: Deserialize<'de>"
+))]
+struct AlignedWindow<K, Acc> {
+    window: Window,
+    /// The watermark has passed `max_ts`: the window fired; it stays for allowed lateness.
+    fired: bool,
+    keys: FxHashMap<K, Acc>,
+}
+
 /// The keyed window state machine, shared by the operators with and without a late output.
 struct WindowCore<T, K, W, A: Aggregator<T>> {
     key: KeyFn<T, K>,
@@ -216,7 +235,10 @@ struct WindowCore<T, K, W, A: Aggregator<T>> {
     lateness: i64,
     merging: bool,
     watermark: EventTime,
-    // Keyed state: a key's open windows (few: one tumbling, size/slide sliding, its sessions).
+    // Non-merging assigners: open windows ordered by (end, start), so firing and cleanup pop a
+    // prefix (with one allowed lateness for all, cleanup order is end order too).
+    aligned: BTreeMap<(EventTime, EventTime), AlignedWindow<K, A::Acc>>,
+    // Merging assigners (sessions): each key's open sessions.
     keys: FxHashMap<K, Vec<Slot<A::Acc>>>,
     // Event-time timers: every slot has exactly one, at `slot.timer`; firing pops a prefix.
     timers: BTreeMap<EventTime, FxHashSet<K>>,
@@ -246,6 +268,7 @@ where
             lateness: 0,
             merging,
             watermark: EventTime::MIN,
+            aligned: BTreeMap::new(),
             keys: FxHashMap::default(),
             timers: BTreeMap::new(),
             scratch: Vec::new(),
@@ -357,50 +380,80 @@ where
         emit: &mut impl FnMut(Record<WindowResult<K, A::Output>>),
     ) -> bool {
         let mut key: Option<K> = None;
+        let wm = self.watermark;
         for w in &self.scratch {
-            if cleanup_time(w, self.lateness) <= self.watermark {
+            if cleanup_time(w, self.lateness) <= wm {
                 continue;
             }
             let k = key.get_or_insert_with(|| (self.key)(&r.value));
-            let slots = match self.keys.get_mut(k) {
-                Some(s) => s,
-                None => self.keys.entry(k.clone()).or_default(),
+            let win = self
+                .aligned
+                .entry((w.end, w.start))
+                .or_insert_with(|| AlignedWindow {
+                    window: *w,
+                    // A window first seen after the watermark passed its end (a late element
+                    // within allowed lateness) counts as fired: its results fire at once.
+                    fired: w.max_timestamp() <= wm,
+                    keys: FxHashMap::default(),
+                });
+            // Look up before inserting so that only a key's first element in a window clones it.
+            let (acc, existed) = match win.keys.get_mut(k) {
+                Some(acc) => (acc, true),
+                None => (
+                    win.keys
+                        .entry(k.clone())
+                        .or_insert_with(|| self.agg.create()),
+                    false,
+                ),
             };
-            match slots.iter_mut().find(|s| s.window == *w) {
-                Some(slot) => {
-                    self.agg.add(&mut slot.acc, &r.value);
-                    if slot.window.max_timestamp() > self.watermark {
-                        // Still waiting for its end: the firing will include this element.
-                        slot.pending = true;
-                    } else {
-                        // Already fired, within allowed lateness: fire the update now.
-                        emit(Self::result(&self.agg, k, slot));
-                    }
-                }
-                None => {
-                    let mut acc = self.agg.create();
-                    self.agg.add(&mut acc, &r.value);
-                    let mut slot = Slot {
-                        window: *w,
-                        acc,
-                        timer: EventTime::MIN,
-                        pending: true,
-                        emitted: false,
-                    };
-                    Self::settle(
-                        &self.agg,
-                        self.lateness,
-                        self.watermark,
-                        &mut self.timers,
-                        k,
-                        &mut slot,
-                        emit,
-                    );
-                    slots.push(slot);
-                }
+            self.agg.add(acc, &r.value);
+            if win.fired {
+                // Within allowed lateness after the firing: fire the update now (T7).
+                emit(Self::pane_result(&self.agg, k, *w, acc, existed));
             }
         }
         key.is_some()
+    }
+
+    fn pane_result(
+        agg: &A,
+        key: &K,
+        window: Window,
+        acc: &A::Acc,
+        is_update: bool,
+    ) -> Record<WindowResult<K, A::Output>> {
+        let r = WindowResult {
+            key: key.clone(),
+            window,
+            value: agg.finish(acc),
+            is_update,
+        };
+        Record::new(r, window.max_timestamp())
+    }
+
+    /// Fires the non-merging windows the watermark reached and drops those past lateness.
+    fn advance_aligned(&mut self, emit: &mut impl FnMut(Record<WindowResult<K, A::Output>>)) {
+        let wm = self.watermark;
+        let mut cursor = self.aligned.iter_mut();
+        let mut expired = 0;
+        for (_, win) in cursor.by_ref() {
+            if win.window.max_timestamp() > wm {
+                break;
+            }
+            if !win.fired {
+                win.fired = true;
+                for (key, acc) in win.keys.iter() {
+                    emit(Self::pane_result(&self.agg, key, win.window, acc, false));
+                }
+            }
+            if cleanup_time(&win.window, self.lateness) <= wm {
+                expired += 1;
+            }
+        }
+        // Cleanup times are in window order, so the expired windows are a prefix.
+        for _ in 0..expired {
+            self.aligned.pop_first();
+        }
     }
 
     /// Merging (session) windows: merge the proto-window with every window of the key it
@@ -486,6 +539,7 @@ where
             return;
         }
         self.watermark = watermark;
+        self.advance_aligned(emit);
         while let Some(entry) = self.timers.first_entry() {
             if *entry.key() > watermark {
                 break;
@@ -530,7 +584,8 @@ where
     }
 
     fn open_windows(&self) -> usize {
-        self.keys.values().map(Vec::len).sum()
+        let aligned: usize = self.aligned.values().map(|w| w.keys.len()).sum();
+        aligned + self.keys.values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -539,14 +594,17 @@ struct SnapshotRef<'a, K, Acc> {
     watermark: EventTime,
     late: u64,
     skipped: u64,
+    aligned: Vec<&'a AlignedWindow<K, Acc>>,
     keys: Vec<(&'a K, &'a Vec<Slot<Acc>>)>,
 }
 
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "K: Deserialize<'de> + Hash + Eq, Acc: Deserialize<'de>"))]
 struct Snapshot<K, Acc> {
     watermark: EventTime,
     late: u64,
     skipped: u64,
+    aligned: Vec<AlignedWindow<K, Acc>>,
     keys: Vec<(K, Vec<Slot<Acc>>)>,
 }
 
@@ -561,6 +619,7 @@ where
             watermark: self.watermark,
             late: self.late,
             skipped: self.skipped,
+            aligned: self.aligned.values().collect(),
             keys: self.keys.iter().collect(),
         })?)
     }
@@ -574,6 +633,11 @@ where
         self.watermark = snap.watermark;
         self.late = snap.late;
         self.skipped = snap.skipped;
+        self.aligned = snap
+            .aligned
+            .into_iter()
+            .map(|w| ((w.window.end, w.window.start), w))
+            .collect();
         self.keys.clear();
         self.timers.clear();
         for (key, slots) in snap.keys {
