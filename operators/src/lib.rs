@@ -32,6 +32,11 @@ pub use window::{
     KeyedStreamOps, WindowAggregate, WindowAggregateWithLate, WindowResult, WindowedStream,
 };
 
+// docs/windows.md is the user guide for windows; its snippets run as doctests here.
+#[doc = include_str!("../../docs/windows.md")]
+#[cfg(doctest)]
+pub struct WindowsGuide;
+
 /// The extension traits, for `use watershed_operators::prelude::*`.
 pub mod prelude {
     pub use crate::stateless::{DecodeOps, StreamOps};
