@@ -1,22 +1,104 @@
 //! Object formats and compression: how records become the bytes of an object.
 
+use crate::error::S3SinkError;
+use arrow_schema::SchemaRef;
 use flate2::write::GzEncoder;
+use object_store::path::Path;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
 use std::io::Write;
+use std::sync::Arc;
 
 /// How records are laid out inside an object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 #[non_exhaustive]
 pub enum Format {
     /// One JSON document per line (what Firehose delivers for JSON input).
     #[default]
     JsonLines,
+    /// Apache Parquet (Firehose's record format conversion), with its own column compression;
+    /// the object-level [`Compression`] must be `None`.
+    Parquet(ParquetOptions),
 }
 
 impl Format {
-    fn extension(self) -> &'static str {
+    fn extension(&self) -> &'static str {
         match self {
             Format::JsonLines => "jsonl",
+            Format::Parquet(_) => "parquet",
         }
+    }
+}
+
+/// Column compression inside Parquet files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ParquetCompression {
+    /// Snappy, what Firehose applies to converted records. The default.
+    #[default]
+    Snappy,
+    /// Zstandard (level 3).
+    Zstd,
+    /// No compression.
+    Uncompressed,
+}
+
+/// Settings of [`Format::Parquet`]: the Arrow schema of the rows and the row-group size.
+///
+/// Records are turned into rows through their JSON form (the sink's record encoder, by default
+/// the value serialised with serde), read with the schema: fields missing from a record are
+/// null, fields absent from the schema are ignored, a value of the wrong type is an error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParquetOptions {
+    schema: SchemaRef,
+    row_group_rows: usize,
+    compression: ParquetCompression,
+}
+
+impl ParquetOptions {
+    /// Rows of `schema`, in row groups of up to 1,048,576 rows, Snappy-compressed.
+    pub fn new(schema: SchemaRef) -> Self {
+        ParquetOptions {
+            schema,
+            row_group_rows: 1024 * 1024,
+            compression: ParquetCompression::Snappy,
+        }
+    }
+
+    /// Derives the schema from sample values through serde (integers become `Int64`, floats
+    /// `Float64`, strings `Utf8`, nested structs and lists likewise; every field is nullable).
+    /// Give samples in which every field is present, and fixed ones, so that the schema does not
+    /// depend on the data: the files of a replay must have the same schema.
+    pub fn derive_from<S: Serialize>(samples: &[S]) -> Result<Self, S3SinkError> {
+        let values = samples.iter().map(|s| {
+            serde_json::to_value(s).map_err(|e| arrow_schema::ArrowError::JsonError(e.to_string()))
+        });
+        let schema = arrow_json::reader::infer_json_schema_from_iterator(values)
+            .map_err(|e| S3SinkError::Config(format!("deriving a Parquet schema: {e}")))?;
+        if schema.fields().is_empty() {
+            return Err(S3SinkError::Config(
+                "deriving a Parquet schema: the samples have no fields".into(),
+            ));
+        }
+        Ok(Self::new(Arc::new(schema)))
+    }
+
+    /// Rows per row group (default 1,048,576). A row group is buffered in memory until full.
+    pub fn row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = rows.max(1);
+        self
+    }
+
+    /// Column compression (default Snappy).
+    pub fn compression(mut self, compression: ParquetCompression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// The schema of the files.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
     }
 }
 
@@ -44,7 +126,7 @@ impl Compression {
 }
 
 /// The file extension (with the leading dot) of objects in `format` compressed with `compression`.
-pub(crate) fn extension(format: Format, compression: Compression) -> String {
+pub(crate) fn extension(format: &Format, compression: Compression) -> String {
     format!(".{}{}", format.extension(), compression.extension())
 }
 
@@ -105,6 +187,141 @@ impl Encoder {
             Encoder::Plain(v) => Ok(v),
             Encoder::Gzip(e) => e.finish(),
             Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+/// Rows are handed to the Parquet writer in batches of this many, whatever the input batching,
+/// so pages and row groups (and so the bytes) are the same on a replay.
+const PARQUET_BATCH_ROWS: usize = 1024;
+
+/// Parquet output: JSON lines decoded into Arrow batches with the schema, written by
+/// `ArrowWriter` into a `Vec` that the sink drains into parts as it grows.
+pub(crate) struct ParquetEncoder {
+    decoder: arrow_json::reader::Decoder,
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl ParquetEncoder {
+    fn new(options: &ParquetOptions) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let decoder = arrow_json::ReaderBuilder::new(options.schema.clone())
+            .with_batch_size(PARQUET_BATCH_ROWS)
+            .build_decoder()?;
+        let compression = match options.compression {
+            ParquetCompression::Snappy => parquet::basic::Compression::SNAPPY,
+            ParquetCompression::Zstd => {
+                parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(3)?)
+            }
+            ParquetCompression::Uncompressed => parquet::basic::Compression::UNCOMPRESSED,
+        };
+        let props = WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_row_count(Some(options.row_group_rows))
+            .build();
+        let writer = ArrowWriter::try_new(Vec::new(), options.schema.clone(), Some(props))?;
+        Ok(ParquetEncoder { decoder, writer })
+    }
+
+    fn write_line(
+        &mut self,
+        mut line: &[u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        while !line.is_empty() {
+            let n = self.decoder.decode(line)?;
+            line = &line[n..];
+            if self.decoder.len() >= PARQUET_BATCH_ROWS || n == 0 {
+                self.flush_batch()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_batch(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(batch) = self.decoder.flush()? {
+            self.writer.write(&batch)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+        self.flush_batch()?;
+        // `finish` writes the footer and flushes the writer's buffer into the Vec.
+        self.writer.finish()?;
+        Ok(std::mem::take(self.writer.inner_mut()))
+    }
+}
+
+/// What an open object encodes into: JSON lines through a compressor, or Parquet.
+pub(crate) enum ObjectEncoder {
+    Lines(Encoder),
+    Parquet(Box<ParquetEncoder>),
+}
+
+impl ObjectEncoder {
+    pub(crate) fn new(
+        format: &Format,
+        compression: Compression,
+        key: &Path,
+    ) -> Result<Self, S3SinkError> {
+        Ok(match format {
+            Format::JsonLines => {
+                ObjectEncoder::Lines(Encoder::new(compression).map_err(|source| {
+                    S3SinkError::Compress {
+                        key: key.to_string(),
+                        source,
+                    }
+                })?)
+            }
+            Format::Parquet(options) => ObjectEncoder::Parquet(Box::new(
+                ParquetEncoder::new(options).map_err(|source| S3SinkError::Encode {
+                    key: key.to_string(),
+                    source,
+                })?,
+            )),
+        })
+    }
+
+    /// Adds one record's line (JSON, ending in a newline).
+    pub(crate) fn write_line(&mut self, line: &[u8], key: &Path) -> Result<(), S3SinkError> {
+        match self {
+            ObjectEncoder::Lines(e) => e.write_all(line).map_err(|source| S3SinkError::Compress {
+                key: key.to_string(),
+                source,
+            }),
+            ObjectEncoder::Parquet(p) => p.write_line(line).map_err(|source| S3SinkError::Encode {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Encoded bytes ready to upload.
+    pub(crate) fn output_len(&mut self) -> usize {
+        match self {
+            ObjectEncoder::Lines(e) => e.output_len(),
+            ObjectEncoder::Parquet(p) => p.writer.inner_mut().len(),
+        }
+    }
+
+    /// Takes the encoded bytes produced so far; later output continues after them.
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        match self {
+            ObjectEncoder::Lines(e) => e.take_output(),
+            ObjectEncoder::Parquet(p) => std::mem::take(p.writer.inner_mut()),
+        }
+    }
+
+    /// Ends the object and returns its remaining bytes.
+    pub(crate) fn finish(self, key: &Path) -> Result<Vec<u8>, S3SinkError> {
+        match self {
+            ObjectEncoder::Lines(e) => e.finish().map_err(|source| S3SinkError::Compress {
+                key: key.to_string(),
+                source,
+            }),
+            ObjectEncoder::Parquet(p) => p.finish().map_err(|source| S3SinkError::Encode {
+                key: key.to_string(),
+                source,
+            }),
         }
     }
 }

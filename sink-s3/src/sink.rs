@@ -1,7 +1,7 @@
 //! [`S3Sink`]: buffering, rotation, part uploads and the two-phase commit.
 
 use crate::error::S3SinkError;
-use crate::format::{extension, Compression, Encoder, Format};
+use crate::format::{extension, Compression, Format, ObjectEncoder};
 use crate::key::{join, object_name, PartitionTemplate};
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -63,6 +63,7 @@ struct Config<T> {
     fields: Vec<PartitionField<T>>,
     encoder: RecordEncoder<T>,
     extension: String,
+    format: Format,
     compression: Compression,
     partition_time: PartitionTime,
     max_object_bytes: u64,
@@ -169,7 +170,7 @@ impl<T: Send + 'static> S3SinkBuilder<T> {
         self
     }
 
-    /// The object format (default JSON lines).
+    /// The object format (default JSON lines; [`Format::Parquet`] for Parquet files).
     pub fn format(mut self, format: Format) -> Self {
         self.format = format;
         self
@@ -246,6 +247,13 @@ impl<T: Send + 'static> S3SinkBuilder<T> {
                 )));
             }
         }
+        if matches!(self.format, Format::Parquet(_)) && self.compression != Compression::None {
+            return Err(S3SinkError::Config(
+                "Parquet compresses its columns itself (ParquetOptions::compression); \
+                 the object compression must be None"
+                    .into(),
+            ));
+        }
         let names: Vec<String> = self.fields.iter().map(|(n, _)| n.clone()).collect();
         let template = PartitionTemplate::parse(&self.template, &names)?;
         let staging_prefix = self
@@ -267,7 +275,8 @@ impl<T: Send + 'static> S3SinkBuilder<T> {
             template,
             fields: self.fields.into_iter().map(|(_, f)| f).collect(),
             encoder: self.encoder,
-            extension: extension(self.format, self.compression),
+            extension: extension(&self.format, self.compression),
+            format: self.format,
             compression: self.compression,
             partition_time: self.partition_time,
             max_object_bytes: self.max_object_bytes,
@@ -353,7 +362,7 @@ enum Upload {
 /// An object of the current epoch: open (encoder present) or rolled (waiting for pre-commit).
 struct Object {
     key: Path,
-    encoder: Option<Encoder>,
+    encoder: Option<ObjectEncoder>,
     raw_bytes: u64,
     records: u64,
     first_ts: i64,
@@ -503,11 +512,7 @@ impl<T> S3Sink<T> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let key = self.key_for(partition, seq);
-        let encoder =
-            Encoder::new(self.cfg.compression).map_err(|source| S3SinkError::Compress {
-                key: key.to_string(),
-                source,
-            })?;
+        let encoder = ObjectEncoder::new(&self.cfg.format, self.cfg.compression, &key)?;
         self.objects.insert(
             id,
             Object {
@@ -642,10 +647,7 @@ impl<T> S3Sink<T> {
         };
         let key = obj.key.clone();
         self.open.retain(|_, v| *v != id);
-        let rest = encoder.finish().map_err(|source| S3SinkError::Compress {
-            key: key.to_string(),
-            source,
-        })?;
+        let rest = encoder.finish(&key)?;
         self.upload_part(id, rest).await
     }
 
@@ -698,12 +700,7 @@ impl<T> S3Sink<T> {
             self.scratch.push(b'\n');
             let obj = self.objects.get_mut(&id).expect("object exists");
             let encoder = obj.encoder.as_mut().expect("open object has an encoder");
-            encoder
-                .write_all(&self.scratch)
-                .map_err(|source| S3SinkError::Compress {
-                    key: obj.key.to_string(),
-                    source,
-                })?;
+            encoder.write_line(&self.scratch, &obj.key)?;
             obj.raw_bytes += self.scratch.len() as u64;
             obj.records += 1;
             let full = obj.raw_bytes >= cfg.max_object_bytes

@@ -108,7 +108,10 @@ async fn assert_exactly_once_after_crashes(
     let checkpoints = CheckpointStore::memory();
     for crash_at in [1700, 1100, 900] {
         let crashed = run(make(), &checkpoints, Some(crash_at)).await;
-        assert!(crashed.is_err(), "the injected crash at {crash_at} stops the run");
+        assert!(
+            crashed.is_err(),
+            "the injected crash at {crash_at} stops the run"
+        );
     }
     let summary = run(make(), &checkpoints, None).await.unwrap();
     assert!(

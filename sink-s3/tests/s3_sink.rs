@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::*;
-use watershed_sink_s3::{Compression, S3Sink};
+use watershed_sink_s3::{Compression, Format, ParquetOptions, S3Sink};
 
 const DEMO: &str = env!("CARGO_BIN_EXE_s3-sink-demo");
 
@@ -165,6 +165,50 @@ async fn count_size_and_record_time_rotation_give_the_expected_objects_which_all
         let expected: Vec<u64> = (start..(start + per_object).min(10_000)).collect();
         assert_eq!(object, &expected);
     }
+}
+
+/// Rule (issue 7, test 1, Parquet): Parquet objects (schema derived with serde) read back with
+/// the parquet crate give the same rows and the same schema, split by the record-count rule.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn parquet_objects_read_back_with_the_same_rows_and_schema() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::RecordBatchReader;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let store = s3();
+    let prefix = unique_prefix("parquet");
+    let options = ParquetOptions::derive_from(&[row(0)])
+        .unwrap()
+        .row_group_rows(1000);
+    let sink = S3Sink::s3(store.clone(), &prefix)
+        .format(Format::Parquet(options.clone()))
+        .max_object_records(4000)
+        .build()
+        .unwrap();
+    run(
+        10_000,
+        |i| Record::new(row(i), EventTime(T0 + i as i64)),
+        sink,
+    )
+    .await;
+    let objects = final_objects(store.as_ref(), &prefix).await;
+    assert_eq!(objects.len(), 3);
+    let mut ids = Vec::new();
+    for (key, body) in &objects {
+        assert!(key.ends_with(".parquet"), "{key}");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(body.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(reader.schema().fields(), options.schema().fields());
+        for batch in reader {
+            let batch = batch.unwrap();
+            let column = batch.column_by_name("id").unwrap().as_string::<i32>();
+            ids.extend(column.iter().map(|v| v.unwrap().parse::<u64>().unwrap()));
+        }
+    }
+    assert_eq!(ids, (0..10_000).collect::<Vec<u64>>());
 }
 
 /// Rule: an object larger than a part is one multipart upload of several parts on S3, and it
