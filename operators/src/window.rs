@@ -243,6 +243,7 @@ struct WindowCore<T, K, W, A: Aggregator<T>> {
     // Event-time timers: every slot has exactly one, at `slot.timer`; firing pops a prefix.
     timers: BTreeMap<EventTime, FxHashSet<K>>,
     scratch: Vec<Window>,
+    merge_scratch: Vec<Slot<A::Acc>>,
     late: u64,
     skipped: u64,
 }
@@ -272,6 +273,7 @@ where
             keys: FxHashMap::default(),
             timers: BTreeMap::new(),
             scratch: Vec::new(),
+            merge_scratch: Vec::new(),
             late: 0,
             skipped: 0,
         }
@@ -474,7 +476,9 @@ where
             // A key's sessions are pairwise disjoint and not touching, so one pass finds every
             // window the proto-window's cover reaches.
             let mut merged = proto;
-            let mut absorbed: Vec<Slot<A::Acc>> = Vec::new();
+            // Reused across elements: merging must not allocate per record.
+            let mut absorbed = std::mem::take(&mut self.merge_scratch);
+            absorbed.clear();
             let mut j = 0;
             while j < slots.len() {
                 if slots[j].window.intersects(&merged) {
@@ -489,9 +493,25 @@ where
                 if slots.is_empty() {
                     self.keys.remove(&key);
                 }
+                self.merge_scratch = absorbed;
                 continue;
             }
             accepted = true;
+            if absorbed.len() == 1 && absorbed[0].window == merged {
+                // The element lies inside one session without extending it: same window, same
+                // timer; only the accumulator changes (and a fired session updates at once).
+                if let Some(mut slot) = absorbed.pop() {
+                    self.agg.add(&mut slot.acc, &r.value);
+                    if slot.window.max_timestamp() <= self.watermark {
+                        emit(Self::result(&self.agg, &key, &mut slot));
+                    } else {
+                        slot.pending = true;
+                    }
+                    slots.push(slot);
+                }
+                self.merge_scratch = absorbed;
+                continue;
+            }
             // Keep the earliest window's accumulator first so order-sensitive aggregates
             // (process) see elements in session order.
             absorbed.sort_by_key(|s| s.window.start);
@@ -507,6 +527,7 @@ where
                     Some(a) => self.agg.merge(a, s.acc),
                 }
             }
+            self.merge_scratch = absorbed;
             let mut acc = acc.unwrap_or_else(|| self.agg.create());
             self.agg.add(&mut acc, &r.value);
             let mut slot = Slot {
