@@ -42,14 +42,10 @@ fn endpoint() -> String {
     env_or("WATERSHED_KINESIS_ENDPOINT", "http://127.0.0.1:4568")
 }
 
-fn aws() -> AwsOptions {
-    AwsOptions::new()
-        .endpoint_url(endpoint())
-        .region(env_or("AWS_REGION", "us-east-1"))
-        .static_credentials(
-            env_or("AWS_ACCESS_KEY_ID", "test"),
-            env_or("AWS_SECRET_ACCESS_KEY", "test"),
-        )
+/// Both sides use the same client (one connection pool, built once), so the comparison is
+/// about reading and writing, not about building HTTP clients.
+fn aws(client: &Client) -> AwsOptions {
+    AwsOptions::new().client(client.clone())
 }
 
 async fn client() -> Client {
@@ -182,7 +178,7 @@ async fn raw_put(client: &Client, stream: &str, n: u64) -> HashMap<String, u64> 
 }
 
 /// The same records through a pipeline: bounded source → KinesisSink.
-async fn sink_put(stream: &str, n: u64) {
+async fn sink_put(client: &Client, stream: &str, n: u64) {
     let p = Pipeline::new(
         PipelineConfig::new(unique("bench-sink"))
             .checkpoint_store(CheckpointStore::memory())
@@ -193,20 +189,37 @@ async fn sink_put(stream: &str, n: u64) {
             .with_key(format!("user-{}", i % 10_000))
     })
     .batch_size(500);
-    p.source("gen", source, WatermarkStrategy::none())
-        .sink("kinesis", KinesisSink::builder(stream).aws(aws()).build());
+    p.source("gen", source, WatermarkStrategy::none()).sink(
+        "kinesis",
+        KinesisSink::builder(stream).aws(aws(client)).build(),
+    );
     p.run().await.expect("sink pipeline");
 }
 
-/// The raw consumer: one task per shard, TRIM_HORIZON, GetRecords every 200 ms at most,
-/// decode every record and keep it alive.
-async fn raw_read(client: &Client, stream: &str, per_shard: &HashMap<String, u64>) {
-    let tasks: Vec<_> = per_shard
+/// The raw consumer: ListShards, then one task per shard from TRIM_HORIZON, GetRecords at most
+/// every 200 ms, decode every record and keep it alive; timed (wall and CPU) until `total`
+/// records were decoded, like the pipeline.
+async fn raw_read(client: &Client, stream: &str, total: u64) -> (f64, f64) {
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    let shards: Vec<String> = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("ListShards")
+        .shards()
         .iter()
-        .map(|(shard, &expected)| {
+        .map(|s| s.shard_id().to_owned())
+        .collect();
+    let decoded = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let tasks: Vec<_> = shards
+        .into_iter()
+        .map(|shard| {
             let client = client.clone();
             let stream = stream.to_owned();
-            let shard = shard.clone();
+            let decoded = decoded.clone();
+            let done = done.clone();
             tokio::spawn(async move {
                 let mut it = client
                     .get_shard_iterator()
@@ -218,9 +231,8 @@ async fn raw_read(client: &Client, stream: &str, per_shard: &HashMap<String, u64
                     .expect("GetShardIterator")
                     .shard_iterator()
                     .map(str::to_owned);
-                let mut read = 0;
                 let mut next = tokio::time::Instant::now();
-                while read < expected {
+                while decoded.load(Ordering::Relaxed) < total {
                     tokio::time::sleep_until(next).await;
                     next = tokio::time::Instant::now() + SPACING;
                     let out = client
@@ -233,16 +245,22 @@ async fn raw_read(client: &Client, stream: &str, per_shard: &HashMap<String, u64
                     for r in out.records() {
                         let e: Event = serde_json::from_slice(r.data().as_ref()).expect("json");
                         black_box(e);
-                        read += 1;
+                    }
+                    let n = out.records().len() as u64;
+                    if decoded.fetch_add(n, Ordering::Relaxed) + n >= total {
+                        done.notify_one();
                     }
                     it = out.next_shard_iterator().map(str::to_owned);
                 }
             })
         })
         .collect();
+    done.notified().await;
+    let measured = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
     for t in tasks {
-        t.await.expect("reader");
+        t.abort();
     }
+    measured
 }
 
 struct Discard;
@@ -263,9 +281,11 @@ impl Sink for Discard {
     }
 }
 
-/// KinesisSource → decode → discard; timed until every record was decoded.
-async fn pipeline_read(stream: &str, total: u64) -> Duration {
+/// KinesisSource → decode → discard; timed (wall and CPU) until every record was decoded, so
+/// the final checkpoint of the graceful stop is not counted.
+async fn pipeline_read(client: &Client, stream: &str, total: u64) -> (f64, f64) {
     let decoded = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
     let p = Pipeline::new(
         PipelineConfig::new(unique("bench-read"))
             .checkpoint_store(CheckpointStore::memory())
@@ -273,33 +293,35 @@ async fn pipeline_read(stream: &str, total: u64) -> Duration {
     );
     let shutdown = p.shutdown_handle();
     let source = KinesisSource::builder(stream)
-        .aws(aws())
+        .aws(aws(client))
         .start_position(StartPosition::TrimHorizon)
         .poll_interval(SPACING)
         .max_records_per_call(LIMIT)
         .build();
     let counter = decoded.clone();
+    let notify = done.clone();
     p.source("kinesis", source, WatermarkStrategy::none())
         .apply(
             "decode",
             FnOperator::new(move |batch: Batch<Bytes>, out: &mut Collector<Event>| {
-                counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let n = batch.len() as u64;
                 for r in batch {
                     let e: Event = serde_json::from_slice(&r.value).expect("json");
                     out.emit(r.map(|_| e));
                 }
+                if counter.fetch_add(n, Ordering::Relaxed) + n >= total {
+                    notify.notify_one();
+                }
             }),
         )
         .sink("discard", Discard);
-    let t = Instant::now();
+    let (c0, t0) = (cpu_seconds(), Instant::now());
     let run = tokio::spawn(p.run());
-    while decoded.load(Ordering::Relaxed) < total {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let elapsed = t.elapsed();
+    done.notified().await;
+    let measured = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
     shutdown.shutdown();
     run.await.expect("task").expect("pipeline");
-    elapsed
+    measured
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -327,10 +349,10 @@ fn main() {
         let client = client().await;
         let stream = create_stream(&client, "bench-read").await;
         println!("preloading {n} records of 100 bytes into {stream} ({SHARDS} shards)");
-        let counts = raw_put(&client, &stream, n).await;
+        raw_put(&client, &stream, n).await;
         // Warm-up of both sides (connections, allocator).
-        raw_read(&client, &stream, &counts).await;
-        pipeline_read(&stream, n).await;
+        raw_read(&client, &stream, n).await;
+        pipeline_read(&client, &stream, n).await;
 
         let (mut read_ratios, mut read_cpu_ratios) = (Vec::new(), Vec::new());
         let mut raw_rates = Vec::new();
@@ -338,12 +360,8 @@ fn main() {
         println!("| pair | raw GetRecords rec/s | source rec/s | ratio | raw rec/CPU-s | source rec/CPU-s | CPU ratio |");
         println!("| --- | --- | --- | --- | --- | --- | --- |");
         for pair in 0..pairs {
-            let (c0, t0) = (cpu_seconds(), Instant::now());
-            raw_read(&client, &stream, &counts).await;
-            let (raw_t, raw_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-            let c1 = cpu_seconds();
-            let pipe_t = pipeline_read(&stream, n).await.as_secs_f64();
-            let pipe_cpu = cpu_seconds() - c1;
+            let (raw_t, raw_cpu) = raw_read(&client, &stream, n).await;
+            let (pipe_t, pipe_cpu) = pipeline_read(&client, &stream, n).await;
             let (r, p) = (n as f64 / raw_t, n as f64 / pipe_t);
             let (rc, pc) = (n as f64 / raw_cpu, n as f64 / pipe_cpu);
             println!(
@@ -371,7 +389,7 @@ fn main() {
             delete_stream(&client, &a).await;
             let b = create_stream(&client, "bench-put-sink").await;
             let t = Instant::now();
-            sink_put(&b, n).await;
+            sink_put(&client, &b, n).await;
             let sink_t = t.elapsed().as_secs_f64();
             delete_stream(&client, &b).await;
             let (r, s) = (n as f64 / raw_t, n as f64 / sink_t);

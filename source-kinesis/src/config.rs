@@ -59,6 +59,7 @@ pub struct AwsOptions {
     endpoint_url: Option<String>,
     credentials: Option<Credentials>,
     sdk_config: Option<SdkConfig>,
+    client: Option<Client>,
 }
 
 impl AwsOptions {
@@ -102,8 +103,24 @@ impl AwsOptions {
         self
     }
 
-    pub(crate) async fn client(&self) -> Result<Client, KinesisError> {
-        let sdk = match (&self.sdk_config, &self.region, &self.credentials, &self.endpoint_url) {
+    /// An existing client: its HTTP connection pool, credentials cache and endpoint are shared
+    /// (one pool for many sources and sinks). The other settings still override it, and its
+    /// SDK retries are switched off in the copy used here, as for every client of this crate.
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    pub(crate) async fn build_client(&self) -> Result<Client, KinesisError> {
+        if let Some(client) = &self.client {
+            return self.finish(client.config().to_builder());
+        }
+        let sdk = match (
+            &self.sdk_config,
+            &self.region,
+            &self.credentials,
+            &self.endpoint_url,
+        ) {
             (Some(c), ..) => c.clone(),
             // Everything is given: skip the default chain, which reads profile files and may
             // probe the instance metadata service before it gives up.
@@ -112,9 +129,12 @@ impl AwsOptions {
                 .build(),
             (None, ..) => aws_config::defaults(BehaviorVersion::latest()).load().await,
         };
-        let mut builder = aws_sdk_kinesis::config::Builder::from(&sdk)
-            // Retries happen in this crate (see the type's documentation).
-            .retry_config(RetryConfig::disabled());
+        self.finish(aws_sdk_kinesis::config::Builder::from(&sdk))
+    }
+
+    fn finish(&self, builder: aws_sdk_kinesis::config::Builder) -> Result<Client, KinesisError> {
+        // Retries happen in this crate (see the type's documentation).
+        let mut builder = builder.retry_config(RetryConfig::disabled());
         if let Some(region) = &self.region {
             builder = builder.region(Region::new(region.clone()));
         }

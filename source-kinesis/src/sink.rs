@@ -308,7 +308,7 @@ impl Sink for KinesisSink {
     type Handle = ();
 
     async fn open(&mut self, _ctx: &SinkContext) -> Result<(), BoxError> {
-        self.client = Some(self.aws.client().await?);
+        self.client = Some(self.aws.build_client().await?);
         Ok(())
     }
 

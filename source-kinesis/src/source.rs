@@ -489,7 +489,7 @@ impl Source for KinesisSource {
     type Position = KinesisPosition;
 
     async fn open(&mut self, restored: Option<KinesisPosition>) -> Result<(), BoxError> {
-        self.client = Some(self.aws.client().await?);
+        self.client = Some(self.aws.build_client().await?);
         if let Some(position) = restored {
             for (shard, p) in &position.shards {
                 if let ShardPosition::After { sequence, .. } = p {
