@@ -90,11 +90,18 @@ fn positive_ms(what: &str, d: Duration) -> Result<i64, WindowConfigError> {
 }
 
 /// `ts − floor_mod(ts − offset, size)`: the start of the `size`-aligned slot holding `ts`.
-/// Computed in i128 so that no `(ts, offset)` pair overflows (W2, FLINK-26334).
+/// Computed in i128 so that no `(ts, offset)` pair overflows (W2, FLINK-26334); near
+/// `i64::MIN` the start may lie below the i64 range, and callers clamp it.
 #[inline]
-fn aligned_start(ts: i64, offset: i64, size: i64) -> i64 {
-    let rem = (ts as i128 - offset as i128).rem_euclid(size as i128) as i64;
-    ts - rem
+fn aligned_start(ts: i64, offset: i64, size: i64) -> i128 {
+    let ts = ts as i128;
+    ts - (ts - offset as i128).rem_euclid(size as i128)
+}
+
+/// An i128 instant clamped into the i64 range.
+#[inline]
+fn clamp(t: i128) -> EventTime {
+    EventTime(t.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
 }
 
 /// Fixed-size, non-overlapping windows aligned to `offset` (W2).
@@ -125,8 +132,9 @@ impl TumblingWindows {
 
     /// The window containing `ts`: start = `ts − floor_mod(ts − offset, size)`.
     pub fn window_of(&self, ts: EventTime) -> Window {
+        // At the ends of the i64 range the window is clipped to it; it still contains ts.
         let start = aligned_start(ts.0, self.offset, self.size);
-        Window::new(EventTime(start), EventTime(start.saturating_add(self.size)))
+        Window::new(clamp(start), clamp(start + self.size as i128))
     }
 
     /// The window size in milliseconds.
@@ -217,15 +225,15 @@ impl WindowAssigner for SlidingWindows {
     fn assign(&self, ts: EventTime, out: &mut Vec<Window>) {
         // Latest start first, then step back while the window still contains ts (F-SEW). i128
         // keeps starts near i64::MIN from wrapping; windows that would start below it are not
-        // representable and are skipped.
-        let ts = ts.0 as i128;
-        let mut start = aligned_start(ts as i64, self.offset, self.slide) as i128;
-        while start > ts - self.size as i128 {
-            if start < i64::MIN as i128 {
+        // representable and are skipped, except the latest, which is clipped to the range so
+        // that every timestamp has a window when size ≥ slide.
+        let mut start = aligned_start(ts.0, self.offset, self.slide);
+        let first = start;
+        while start > ts.0 as i128 - self.size as i128 {
+            if start < i64::MIN as i128 && start != first {
                 break;
             }
-            let end = (start + self.size as i128).min(i64::MAX as i128);
-            out.push(Window::new(EventTime(start as i64), EventTime(end as i64)));
+            out.push(Window::new(clamp(start), clamp(start + self.size as i128)));
             start -= self.slide as i128;
         }
     }
@@ -313,6 +321,21 @@ mod tests {
         assert!(e.to_string().contains("slide must be at least 1 ms"), "{e}");
         assert!(SessionWindows::try_with_gap(Duration::ZERO).is_err());
         assert!(TumblingWindows::try_of(Duration::from_micros(10)).is_err());
+    }
+
+    #[test]
+    fn w2_w3_extreme_timestamps_neither_panic_nor_lose_the_element() {
+        let t = TumblingWindows::of(Duration::from_millis(7)).with_offset(3);
+        let s =
+            SlidingWindows::of(Duration::from_millis(10), Duration::from_millis(4)).with_offset(-1);
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX] {
+            let w = t.window_of(EventTime(ts));
+            assert!(w.start.0 <= ts && (ts < w.end.0 || w.end == EventTime::MAX));
+            let mut out = Vec::new();
+            s.assign(EventTime(ts), &mut out);
+            assert!(!out.is_empty());
+            assert!(out.iter().all(|w| w.start.0 <= ts));
+        }
     }
 
     #[test]
