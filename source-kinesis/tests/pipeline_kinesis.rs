@@ -44,7 +44,7 @@ async fn read(
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn round_trip_over_two_shards_reads_every_record_once_in_shard_and_key_order() {
-    const N: usize = 6_000;
+    const N: usize = 10_000;
     let stream = TestStream::create("ws-roundtrip", 2).await;
     let records = keyed_records(N, 64, 0);
     assert_eq!(write(aws(), &stream.name, &records).await, N as u64);
