@@ -14,7 +14,7 @@
 //! `watershed_kinesis_retries_total{stream,operation}`,
 //! `watershed_kinesis_millis_behind_latest{stream,shard}` (iterator age),
 //! `watershed_kinesis_records_in_total{stream,shard}`,
-//! `watershed_kinesis_get_records_seconds{stream}`, `watershed_kinesis_records_out_total{stream}`.
+//! `watershed_kinesis_get_records_seconds{stream}`, `watershed_kinesis_records_out_total{stream,shard}`.
 //! See `docs/kinesis.md` for positions, resharding, limits and what maps to the KCL.
 #![deny(missing_docs)]
 

@@ -216,7 +216,6 @@ pub(crate) async fn put_all(
     let total = entries.len();
     let mut pending = entries;
     let mut attempt = 0u32;
-    let records_out = metrics::counter!("watershed_kinesis_records_out_total", "stream" => stream.as_str().to_owned());
     loop {
         attempt += 1;
         stats.add_call();
@@ -241,7 +240,16 @@ pub(crate) async fn put_all(
                 let mut failed = Vec::new();
                 let mut first: Option<(String, String)> = None;
                 let mut throttled = 0;
+                // Accepted entries per shard, for the per-shard metric (one update per shard
+                // and call, not per record).
+                let mut per_shard: Vec<(&str, u64)> = Vec::new();
                 for (entry, result) in pending.into_iter().zip(out.records()) {
+                    if let (None, Some(shard)) = (result.error_code(), result.shard_id()) {
+                        match per_shard.iter_mut().find(|(s, _)| *s == shard) {
+                            Some((_, n)) => *n += 1,
+                            None => per_shard.push((shard, 1)),
+                        }
+                    }
                     if let Some(code) = result.error_code() {
                         if is_throttle_code(code) {
                             throttled += 1;
@@ -260,7 +268,10 @@ pub(crate) async fn put_all(
                 }
                 let done = out.records().len() - failed.len();
                 stats.add_records(done as u64);
-                records_out.increment(done as u64);
+                for (shard, n) in per_shard {
+                    metrics::counter!("watershed_kinesis_records_out_total", "stream" => stream.as_str().to_owned(), "shard" => shard.to_owned())
+                        .increment(n);
+                }
                 pending = failed;
                 match first {
                     None => return Ok(()),
