@@ -24,7 +24,10 @@ mod dedupe;
 mod stateless;
 mod window;
 
-pub use aggregate::{Aggregator, Count, DistinctCount, Max, Mean, Min, Process, Reduce, Sum, TopK};
+pub use aggregate::{
+    Aggregator, ApproxDistinctCount, Count, DistinctCount, Max, Mean, Min, Process, Reduce, Sum,
+    TopK,
+};
 pub use count_window::{CountWindowAggregate, CountWindowedStream};
 pub use dedupe::Dedupe;
 pub use stateless::{DecodeOps, StreamOps};
