@@ -436,9 +436,8 @@ where
     /// Fires the non-merging windows the watermark reached and drops those past lateness.
     fn advance_aligned(&mut self, emit: &mut impl FnMut(Record<WindowResult<K, A::Output>>)) {
         let wm = self.watermark;
-        let mut cursor = self.aligned.iter_mut();
         let mut expired = 0;
-        for (_, win) in cursor.by_ref() {
+        for win in self.aligned.values_mut() {
             if win.window.max_timestamp() > wm {
                 break;
             }
