@@ -519,3 +519,94 @@ async fn restart_after_a_failure_resumes_from_the_last_complete_checkpoint() {
     }
     stream.delete().await;
 }
+
+/// Reads `stream` from `start` while `later` is written after the source opened; returns the
+/// payloads read once `expected` arrived.
+async fn read_from(
+    stream: &TestStream,
+    start: watershed_source_kinesis::StartPosition,
+    later: &[(String, String)],
+    expected: usize,
+) -> Vec<String> {
+    let collected = CollectSink::new();
+    let p = Pipeline::new(pipeline_config("start", &CheckpointStore::memory()));
+    let shutdown = p.shutdown_handle();
+    let source = KinesisSource::builder(&stream.name)
+        .aws(aws())
+        .start_position(start)
+        .build();
+    p.source("kinesis", source, WatermarkStrategy::none())
+        .apply("describe", describe())
+        .sink("collect", collected.clone());
+    let running = {
+        let collected = collected.clone();
+        tokio::spawn(async move {
+            run_until(p.run(), shutdown, &collected, move |n| n >= expected).await
+        })
+    };
+    // Give the source time to open and take its iterators before the new records arrive.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    write(aws(), &stream.name, later).await;
+    tokio::time::timeout(TIMEOUT, running)
+        .await
+        .expect("reader finishes")
+        .expect("reader task");
+    let mut payloads: Vec<String> = collected.values().into_iter().map(|s| s.3).collect();
+    payloads.sort();
+    payloads
+}
+
+/// N2: with no checkpoint, `Latest` reads only records written after the source opened, and
+/// `AtTimestamp(t)` reads from the first record that arrived at or after `t`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn n2_start_positions_latest_and_at_timestamp_skip_older_records() {
+    let stream = TestStream::create("ws-start", 1).await;
+    let old = keyed_records(100, 5, 0);
+    write(aws(), &stream.name, &old).await;
+    // ApproximateArrivalTimestamp has millisecond resolution; leave a clear gap around `t`.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let middle = keyed_records(100, 5, 100);
+    write(aws(), &stream.name, &middle).await;
+
+    let newest = keyed_records(100, 5, 200);
+    let latest = read_from(
+        &stream,
+        watershed_source_kinesis::StartPosition::Latest,
+        &newest,
+        100,
+    )
+    .await;
+    let mut expected: Vec<String> = newest.iter().map(|(_, v)| v.clone()).collect();
+    expected.sort();
+    assert_eq!(
+        latest, expected,
+        "LATEST reads only what was written after open"
+    );
+
+    let even_newer = keyed_records(100, 5, 300);
+    let from_t = read_from(
+        &stream,
+        watershed_source_kinesis::StartPosition::AtTimestamp(t),
+        &even_newer,
+        300,
+    )
+    .await;
+    let mut expected: Vec<String> = middle
+        .iter()
+        .chain(&newest)
+        .chain(&even_newer)
+        .map(|(_, v)| v.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(
+        from_t, expected,
+        "AT_TIMESTAMP skips records that arrived before t"
+    );
+    stream.delete().await;
+}
