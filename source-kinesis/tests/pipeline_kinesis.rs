@@ -610,3 +610,30 @@ async fn n2_start_positions_latest_and_at_timestamp_skip_older_records() {
     );
     stream.delete().await;
 }
+
+/// Sink: an explicit hash key places a record on the shard owning that hash, whatever its
+/// partition key (here every record on the shard whose range starts at 0).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn sink_explicit_hash_key_chooses_the_shard() {
+    const N: usize = 200;
+    let stream = TestStream::create("ws-hashkey", 2).await;
+    let sink = watershed_source_kinesis::KinesisSink::builder(&stream.name)
+        .aws(aws())
+        .explicit_hash_key(|_| Some("0".to_owned()))
+        .build();
+    assert_eq!(write_with(sink, &keyed_records(N, 50, 0)).await, N as u64);
+    let shards = stream.open_shards().await;
+    let (first, _, _) = shards
+        .iter()
+        .find(|(_, start, _)| start == "0")
+        .expect("a shard owns hash 0");
+    for (shard, _, _) in &shards {
+        let count = read_shard_raw(&stream.client, &stream.name, shard)
+            .await
+            .len();
+        let expected = if shard == first { N } else { 0 };
+        assert_eq!(count, expected, "records on {shard}");
+    }
+    stream.delete().await;
+}
