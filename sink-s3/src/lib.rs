@@ -2,7 +2,8 @@
 //!
 //! [`S3Sink`] buffers records per output partition into objects under a prefix of any
 //! [`object_store`] store, with Hive-style partitions by event time
-//! (`prefix/dt=2026-11-25/hour=17/…`), JSON lines compressed with gzip or zstd, objects rolled by
+//! (`prefix/dt=2026-11-25/hour=17/…`), JSON lines compressed with gzip or zstd or Parquet
+//! ([`Format::Parquet`], schema given or derived with serde), objects rolled by
 //! size, record count or record time, and deterministic names (pipeline, node, checkpoint epoch,
 //! sequence). Objects become visible only when the checkpoint that covers them completes: on S3
 //! by completing multipart uploads, elsewhere by copying staged objects; both are idempotent, so

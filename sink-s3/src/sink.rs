@@ -298,7 +298,7 @@ impl<T: Send + 'static> S3SinkBuilder<T> {
             open: HashMap::new(),
             objects: BTreeMap::new(),
             uploads: JoinSet::new(),
-            last_hour: None,
+            last_object: None,
             scratch: Vec::new(),
             metrics: Metrics::new(""),
         })
@@ -445,8 +445,9 @@ pub struct S3Sink<T> {
     /// Every object of the current epoch, by id (= opening order).
     objects: BTreeMap<u64, Object>,
     uploads: JoinSet<PartDone>,
-    /// The hour and partition of the previous record, when the partition depends only on time.
-    last_hour: Option<(i64, String)>,
+    /// The hour of the previous record and its open object, when the partition depends only
+    /// on time; cleared when that object rolls.
+    last_object: Option<(i64, u64)>,
     scratch: Vec<u8>,
     metrics: Metrics,
 }
@@ -647,6 +648,9 @@ impl<T> S3Sink<T> {
         };
         let key = obj.key.clone();
         self.open.retain(|_, v| *v != id);
+        if self.last_object.is_some_and(|(_, o)| o == id) {
+            self.last_object = None;
+        }
         let rest = encoder.finish(&key)?;
         self.upload_part(id, rest).await
     }
@@ -664,30 +668,43 @@ impl<T> S3Sink<T> {
         let mut values = Vec::with_capacity(cfg.fields.len());
         for r in batch {
             let ts = now_ms.unwrap_or(r.timestamp.0);
-            let partition = if cfg.template.uses_fields() {
-                values.clear();
-                values.extend(cfg.fields.iter().map(|f| sanitize(&f(&r))));
-                cfg.template.render(ts, &values)
-            } else {
-                let hour = PartitionTemplate::hour_of(ts);
-                match &self.last_hour {
-                    Some((h, p)) if *h == hour => p.clone(),
-                    _ => {
-                        let p = cfg.template.render(ts, &[]);
-                        self.last_hour = Some((hour, p.clone()));
-                        p
-                    }
-                }
-            };
             let record_ts = r.timestamp.0;
-            let mut id = match self.open.get(&partition) {
-                Some(&id) => id,
-                None => self.open_object(&partition, record_ts).await?,
+            let hour = PartitionTemplate::hour_of(ts);
+            // Time-only partitions change at most once an hour: while the hour and its object
+            // stay the same, skip rendering and looking up the partition.
+            let cached = match self.last_object {
+                Some((h, id)) if h == hour && !cfg.template.uses_fields() => Some(id),
+                _ => None,
+            };
+            let mut id = match cached {
+                Some(id) => id,
+                None => {
+                    let partition = if cfg.template.uses_fields() {
+                        values.clear();
+                        values.extend(cfg.fields.iter().map(|f| sanitize(&f(&r))));
+                        cfg.template.render(ts, &values)
+                    } else {
+                        cfg.template.render(ts, &[])
+                    };
+                    let id = match self.open.get(&partition) {
+                        Some(&id) => id,
+                        None => self.open_object(&partition, record_ts).await?,
+                    };
+                    if !cfg.template.uses_fields() {
+                        self.last_object = Some((hour, id));
+                    }
+                    id
+                }
             };
             // Roll on record time before adding the record that crosses the span.
             if let Some(span) = cfg.max_object_span_ms {
                 let first = self.objects[&id].first_ts;
                 if record_ts.saturating_sub(first) >= span {
+                    let partition = self
+                        .open
+                        .iter()
+                        .find_map(|(p, v)| (*v == id).then(|| p.clone()))
+                        .expect("the object is open");
                     self.roll(id).await?;
                     id = self.open_object(&partition, record_ts).await?;
                 }
@@ -877,6 +894,7 @@ impl<T> S3Sink<T> {
         let restored = restored.map_or(0, |c| c.0);
         self.epoch = restored + 1;
         self.next_seq = 0;
+        self.last_object = None;
         if matches!(self.cfg.via, CommitVia::Staging) {
             self.clean_staging(restored).await?;
         }
@@ -1000,6 +1018,7 @@ impl<T: Send + 'static> Sink for S3Sink<T> {
         self.uploads.abort_all();
         while self.uploads.join_next().await.is_some() {}
         self.open.clear();
+        self.last_object = None;
         // Best effort: uploads left behind are invisible and reclaimed by the lifecycle rule.
         for obj in std::mem::take(&mut self.objects).into_values() {
             match (obj.upload, &self.cfg.via) {
