@@ -224,7 +224,32 @@ struct AlignedWindow<K, Acc> {
     window: Window,
     /// The watermark has passed `max_ts`: the window fired; it stays for allowed lateness.
     fired: bool,
+    // As a list of pairs: JSON map keys must be strings, and keys may be any serde type.
+    #[serde(with = "pairs")]
     keys: FxHashMap<K, Acc>,
+}
+
+/// (De)serializes a map as a sequence of `(key, value)` pairs.
+mod pairs {
+    use rustc_hash::FxHashMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::hash::Hash;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &FxHashMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<FxHashMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Hash + Eq,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// The keyed window state machine, shared by the operators with and without a late output.
