@@ -33,7 +33,7 @@ mod tests;
 
 pub use dead_letter::encode_dead_letter;
 pub use error::S3SinkError;
-pub use format::{Compression, Format, ParquetCompression, ParquetOptions};
+pub use format::{Compression, CsvOptions, Format, ParquetCompression, ParquetOptions};
 pub use sink::{
     PartitionField, PartitionTime, PendingCommit, PendingObject, RecordEncoder, S3Sink,
     S3SinkBuilder, S3SinkHandle,

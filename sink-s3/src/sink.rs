@@ -170,7 +170,7 @@ impl<T: Send + 'static> S3SinkBuilder<T> {
         self
     }
 
-    /// The object format (default JSON lines; [`Format::Parquet`] for Parquet files).
+    /// The object format (default JSON lines; [`Format::Parquet`], [`Format::Csv`]).
     pub fn format(mut self, format: Format) -> Self {
         self.format = format;
         self
@@ -253,6 +253,9 @@ impl<T: Send + 'static> S3SinkBuilder<T> {
                  the object compression must be None"
                     .into(),
             ));
+        }
+        if let Format::Csv(options) = &self.format {
+            options.validate()?;
         }
         let names: Vec<String> = self.fields.iter().map(|(n, _)| n.clone()).collect();
         let template = PartitionTemplate::parse(&self.template, &names)?;

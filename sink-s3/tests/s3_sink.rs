@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::*;
-use watershed_sink_s3::{Compression, Format, ParquetOptions, S3Sink};
+use watershed_sink_s3::{Compression, CsvOptions, Format, ParquetOptions, S3Sink};
 
 const DEMO: &str = env!("CARGO_BIN_EXE_s3-sink-demo");
 
@@ -105,7 +105,7 @@ fn ids(objects: &[(String, bytes::Bytes)]) -> Vec<Vec<u64>> {
 }
 
 /// Rule (issue 7, test 1): record-count, size and record-time rotation give the expected number
-/// of objects, and every gzip, zstd and plain object decodes to its records, in order.
+/// of objects, and every gzip, zstd, CSV and plain object decodes to its records, in order.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn count_size_and_record_time_rotation_give_the_expected_objects_which_all_decode() {
@@ -148,6 +148,32 @@ async fn count_size_and_record_time_rotation_give_the_expected_objects_which_all
     assert!(objects.iter().all(|(k, _)| k.ends_with(".jsonl.zst")));
     let expected: Vec<Vec<u64>> = (0..5).map(|o| (o * 60..(o + 1) * 60).collect()).collect();
     assert_eq!(ids(&objects), expected);
+
+    // CSV, zstd: 5000 records, 2500 per object, each object starting with its header.
+    let prefix = unique_prefix("csv");
+    let sink = S3Sink::s3(store.clone(), &prefix)
+        .format(Format::Csv(CsvOptions::new(["id"])))
+        .compression(Compression::Zstd)
+        .max_object_records(2500)
+        .build()
+        .unwrap();
+    run(
+        5000,
+        |i| Record::new(row(i), EventTime(T0 + i as i64)),
+        sink,
+    )
+    .await;
+    let objects = final_objects(store.as_ref(), &prefix).await;
+    assert_eq!(objects.len(), 2);
+    let mut csv_ids = Vec::new();
+    for (key, body) in &objects {
+        assert!(key.ends_with(".csv.zst"), "{key}");
+        let text = String::from_utf8(zstd::stream::decode_all(&body[..]).unwrap()).unwrap();
+        let mut rows = text.lines();
+        assert_eq!(rows.next(), Some("id"));
+        csv_ids.extend(rows.map(|r| r.parse::<u64>().unwrap()));
+    }
+    assert_eq!(csv_ids, (0..5000).collect::<Vec<u64>>());
 
     // Size (before compression): lines of 18 bytes, objects roll at the line reaching 50,000.
     let prefix = unique_prefix("size");
