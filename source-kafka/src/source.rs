@@ -61,7 +61,25 @@ struct SourceContext {
     changes: Mutex<Vec<Change>>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka's periodic statistics (`statistics.interval.ms`, 5 s by default here): the
+    /// consumer lag per partition, high watermark − position, as a gauge.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue; // the internal "UA" partition, or not yet known
+                }
+                metrics::gauge!(
+                    "watershed_kafka_consumer_lag",
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string()
+                )
+                .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn rebalance(
@@ -190,6 +208,7 @@ impl KafkaSourceBuilder {
             .set("group.id", &self.group)
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("isolation.level", "read_committed")
+            .set("statistics.interval.ms", "5000")
             .set(
                 "auto.offset.reset",
                 match self.start {

@@ -1,0 +1,280 @@
+//! The analytics both architectures share, unchanged: parse the JSON clickstream, drop bots,
+//! count views and unique users per page per minute, and the error rate per minute.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use watershed_core::{EventTime, Record, Stream, TumblingWindows, Window};
+use watershed_operators::{prelude::*, Aggregator};
+
+/// One click as producers write it (JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClickEvent {
+    /// Who clicked.
+    pub user: u32,
+    /// Which page.
+    pub page: String,
+    /// When (ms since epoch): the event time.
+    pub ts: i64,
+    /// HTTP status the page answered with.
+    pub status: u16,
+    /// User agent; crawlers say "bot".
+    pub agent: String,
+}
+
+impl ClickEvent {
+    /// Crawlers are not audience.
+    pub fn is_bot(&self) -> bool {
+        self.agent.to_ascii_lowercase().contains("bot")
+    }
+}
+
+/// Views and unique users of one page in one minute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageStats {
+    /// The page.
+    pub page: String,
+    /// Window start (ms).
+    pub window_start: i64,
+    /// Window end (ms, exclusive).
+    pub window_end: i64,
+    /// Views by people (bots excluded).
+    pub views: u64,
+    /// Distinct users.
+    pub unique_users: u64,
+}
+
+/// Share of failed requests (status ≥ 500) in one minute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRate {
+    /// Window start (ms).
+    pub window_start: i64,
+    /// Window end (ms, exclusive).
+    pub window_end: i64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// All requests by people.
+    pub requests: u64,
+    /// errors / requests.
+    pub rate: f64,
+}
+
+/// The analytics' two outputs.
+pub struct Analytics {
+    /// Per page and minute.
+    pub page_stats: Stream<PageStats>,
+    /// Per minute.
+    pub error_rates: Stream<ErrorRate>,
+}
+
+/// Views and distinct users in one aggregator, so each event is handled once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageAggregate;
+
+impl Aggregator<ClickEvent> for PageAggregate {
+    type Acc = (u64, BTreeSet<u32>);
+    type Output = (u64, u64);
+
+    fn create(&self) -> Self::Acc {
+        (0, BTreeSet::new())
+    }
+    fn add(&self, acc: &mut Self::Acc, e: &ClickEvent) {
+        acc.0 += 1;
+        acc.1.insert(e.user);
+    }
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        acc.0 += other.0;
+        acc.1.extend(other.1);
+    }
+    fn finish(&self, acc: &Self::Acc) -> (u64, u64) {
+        (acc.0, acc.1.len() as u64)
+    }
+}
+
+/// Errors and requests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ErrorAggregate;
+
+impl Aggregator<ClickEvent> for ErrorAggregate {
+    type Acc = (u64, u64);
+    type Output = (u64, u64);
+
+    fn create(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    fn add(&self, acc: &mut (u64, u64), e: &ClickEvent) {
+        acc.0 += u64::from(e.status >= 500);
+        acc.1 += 1;
+    }
+    fn merge(&self, acc: &mut (u64, u64), other: (u64, u64)) {
+        acc.0 += other.0;
+        acc.1 += other.1;
+    }
+    fn finish(&self, acc: &(u64, u64)) -> (u64, u64) {
+        *acc
+    }
+}
+
+/// One-minute tumbling windows.
+pub fn minute() -> TumblingWindows {
+    TumblingWindows::of(Duration::from_secs(60))
+}
+
+/// The shared processing function: raw JSON bytes from any source in, statistics out.
+/// Undecodable events go to the pipeline's dead-letter sink with their reason.
+pub fn analytics(raw: Stream<Bytes>) -> Analytics {
+    let events = raw
+        .decode_json::<ClickEvent>()
+        .filter(|e: &ClickEvent| !e.is_bot());
+    let mut copies = events.fan_out(2).into_iter();
+    let (for_pages, for_errors) = (copies.next().unwrap(), copies.next().unwrap());
+    let page_stats = for_pages
+        .key_by(|e: &ClickEvent| e.page.clone())
+        .window(minute())
+        .aggregate_named("page-stats", PageAggregate)
+        .map(|r| PageStats {
+            page: r.key,
+            window_start: r.window.start.millis(),
+            window_end: r.window.end.millis(),
+            views: r.value.0,
+            unique_users: r.value.1,
+        });
+    let error_rates = for_errors
+        .key_by(|_: &ClickEvent| ())
+        .window(minute())
+        .aggregate_named("error-rates", ErrorAggregate)
+        .map(|r| ErrorRate {
+            window_start: r.window.start.millis(),
+            window_end: r.window.end.millis(),
+            errors: r.value.0,
+            requests: r.value.1,
+            rate: if r.value.1 == 0 {
+                0.0
+            } else {
+                r.value.0 as f64 / r.value.1 as f64
+            },
+        });
+    Analytics {
+        page_stats,
+        error_rates,
+    }
+}
+
+/// Event time of a raw JSON click, read without decoding the whole event (sources assign event
+/// time before decoding). Unparseable input gets `EventTime::MIN`, so it never moves the
+/// watermark; it goes to the dead-letter path when decoded.
+pub fn event_time_of(r: &Record<Bytes>) -> EventTime {
+    let b = &r.value[..];
+    let key = b"\"ts\":";
+    let Some(at) = b.windows(key.len()).position(|w| w == key) else {
+        return EventTime::MIN;
+    };
+    let digits = b[at + key.len()..]
+        .iter()
+        .skip_while(|c| c.is_ascii_whitespace())
+        .take_while(|c| c.is_ascii_digit() || **c == b'-');
+    let s: String = digits.map(|c| *c as char).collect();
+    s.parse().map(EventTime).unwrap_or(EventTime::MIN)
+}
+
+/// Deterministic clickstream for the load generator and the end-to-end tests.
+#[derive(Clone, Copy, Debug)]
+pub struct ClickSpec {
+    /// Events in total.
+    pub events: u64,
+    /// Event time of the first event.
+    pub start: EventTime,
+    /// Event time the stream spans.
+    pub span: Duration,
+    /// Up to this much out of order (within the watermark bound: nothing is late).
+    pub max_disorder: Duration,
+    /// One event in this many is malformed JSON (0: none).
+    pub malformed_every: u64,
+    /// One event in this many is from a bot (0: none).
+    pub bot_every: u64,
+}
+
+impl Default for ClickSpec {
+    fn default() -> Self {
+        ClickSpec {
+            events: 500_000,
+            start: EventTime(1_795_564_800_000),
+            span: Duration::from_secs(600),
+            max_disorder: Duration::from_secs(5),
+            malformed_every: 1_000,
+            bot_every: 50,
+        }
+    }
+}
+
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl ClickSpec {
+    /// Event `n`, or `None` when it is one of the malformed ones.
+    pub fn event(&self, n: u64) -> Option<ClickEvent> {
+        if self.malformed_every > 0 && n % self.malformed_every == self.malformed_every - 1 {
+            return None;
+        }
+        let h = mix(n);
+        let span = self.span.as_millis() as u64;
+        let base = self.start.0 + (n as u128 * span as u128 / self.events.max(1) as u128) as i64;
+        let disorder = self.max_disorder.as_millis() as u64;
+        let jitter = if disorder == 0 {
+            0
+        } else {
+            ((h >> 8) % disorder) as i64
+        };
+        let u = (h & 0xFFFF) as f64 / 65_536.0;
+        let bot = self.bot_every > 0 && (h >> 40) % self.bot_every == 0;
+        Some(ClickEvent {
+            user: ((h >> 24) % 5_000) as u32,
+            page: format!("/page/{}", ((u * u) * 40.0) as u64),
+            ts: base - jitter,
+            status: if (h >> 48) % 100 == 0 { 503 } else { 200 },
+            agent: if bot {
+                "Googlebot/2.1".into()
+            } else {
+                "Mozilla/5.0".into()
+            },
+        })
+    }
+
+    /// The bytes a producer writes for event `n`, and its partition key.
+    pub fn payload(&self, n: u64) -> (String, Vec<u8>) {
+        match self.event(n) {
+            Some(e) => (
+                e.user.to_string(),
+                serde_json::to_vec(&e).expect("serializable"),
+            ),
+            None => (
+                n.to_string(),
+                format!("{{\"ts\":{},\"broken", self.start.0).into_bytes(),
+            ),
+        }
+    }
+
+    /// Reference result: (page, window start) → (views, unique users), computed directly.
+    pub fn reference(&self) -> std::collections::BTreeMap<(String, i64), (u64, u64)> {
+        let mut acc: std::collections::BTreeMap<(String, i64), (u64, BTreeSet<u32>)> =
+            Default::default();
+        for n in 0..self.events {
+            let Some(e) = self.event(n) else { continue };
+            if e.is_bot() {
+                continue;
+            }
+            let w: Window = minute().window_of(EventTime(e.ts));
+            let slot = acc.entry((e.page, w.start.millis())).or_default();
+            slot.0 += 1;
+            slot.1.insert(e.user);
+        }
+        acc.into_iter()
+            .map(|(k, (v, u))| (k, (v, u.len() as u64)))
+            .collect()
+    }
+}
