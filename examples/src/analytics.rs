@@ -231,12 +231,16 @@ impl ClickSpec {
             ((h >> 8) % disorder) as i64
         };
         let u = (h & 0xFFFF) as f64 / 65_536.0;
-        let bot = self.bot_every > 0 && (h >> 40) % self.bot_every == 0;
+        let bot = self.bot_every > 0 && (h >> 40).is_multiple_of(self.bot_every);
         Some(ClickEvent {
             user: ((h >> 24) % 5_000) as u32,
             page: format!("/page/{}", ((u * u) * 40.0) as u64),
             ts: base - jitter,
-            status: if (h >> 48) % 100 == 0 { 503 } else { 200 },
+            status: if (h >> 48).is_multiple_of(100) {
+                503
+            } else {
+                200
+            },
             agent: if bot {
                 "Googlebot/2.1".into()
             } else {
