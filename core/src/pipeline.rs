@@ -489,6 +489,7 @@ fn sink_stage<S: Sink>(
             restored_checkpoint: ctx.restored_checkpoint(),
         },
         records_out: metrics::counter!("watershed_records_out_total", "node" => node.clone()),
+        latency: metrics::histogram!("watershed_end_to_end_latency_seconds", "node" => node.clone()),
         node,
         sink,
         restored,

@@ -57,3 +57,29 @@ pub fn print_progress(handle: PrometheusHandle, name: &'static str) {
         }
     });
 }
+
+/// The S3 client of the examples: from the environment (`WATERSHED_S3_*`, `AWS_*`), or — when
+/// neither an endpoint nor credentials are set — the local S3 server of `scripts/brokers`
+/// (`http://127.0.0.1:9000`, bucket `watershed-test`, test credentials).
+pub fn s3_client() -> Result<object_store::aws::AmazonS3, Box<dyn std::error::Error>> {
+    let configured = [
+        "WATERSHED_S3_ENDPOINT",
+        "AWS_ENDPOINT",
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some());
+    if configured {
+        return Ok(watershed_sink_s3::amazon_s3_from_env()?);
+    }
+    Ok(object_store::aws::AmazonS3Builder::new()
+        .with_endpoint("http://127.0.0.1:9000")
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_bucket_name("watershed-test")
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()?)
+}

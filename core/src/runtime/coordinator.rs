@@ -89,6 +89,9 @@ impl Coordinator {
                         metrics::histogram!("watershed_checkpoint_duration_seconds", "pipeline" => self.pipeline.clone())
                             .record(took.as_secs_f64());
                         tracing::debug!(pipeline = %self.pipeline, id = f.id.0, ?took, "checkpoint complete");
+                        metrics::counter!("watershed_checkpoints_total", "pipeline" => self.pipeline.clone()).increment(1);
+                        metrics::gauge!("watershed_checkpoint_last_completed_seconds", "pipeline" => self.pipeline.clone())
+                            .set(crate::time::EventTime::now().millis() as f64 / 1000.0);
                         summary.checkpoints += 1;
                         summary.last_checkpoint = Some(f.id);
                         let _ = self.complete.send(Some(f.id));

@@ -448,6 +448,7 @@ pub(crate) struct SinkStage<S: Sink> {
     pub acks: mpsc::UnboundedSender<Ack>,
     pub written: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     pub records_out: metrics::Counter,
+    pub latency: metrics::Histogram,
 }
 
 impl<S: Sink> SinkStage<S> {
@@ -474,6 +475,12 @@ impl<S: Sink> Downstream<S::Item> for SinkStage<S> {
         match m {
             Message::Data(batch) => {
                 let n = batch.len() as u64;
+                // End-to-end latency, once per batch: wall clock minus the newest event time.
+                let newest = batch.iter().map(|r| r.timestamp).max();
+                if let Some(ts) = newest.filter(|t| t.millis() > 0) {
+                    let lag_ms = (EventTime::now().millis() - ts.millis()).max(0);
+                    self.latency.record(lag_ms as f64 / 1000.0);
+                }
                 self.sink.write(batch).await.map_err(|e| self.err(e))?;
                 self.records_out.increment(n);
                 if let Some(w) = &self.written {

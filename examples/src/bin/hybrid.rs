@@ -12,8 +12,8 @@
 //! cargo run --release -p watershed-examples --bin hybrid -- --input clicks --output page-stats
 //! ```
 //! Options: `--brokers`, `--input`, `--output`, `--group`, `--id`, `--s3-prefix`,
-//! `--checkpoints DIR`, `--metrics 127.0.0.1:9464`. S3 comes from `WATERSHED_S3_ENDPOINT`,
-//! `WATERSHED_S3_BUCKET` and the `AWS_*` variables (the local server's defaults work).
+//! `--checkpoints DIR`, `--metrics 127.0.0.1:9464|off`. S3: see `observe::s3_client` (the local
+//! server by default).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use watershed_core::{CheckpointStore, Pipeline, PipelineConfig, WatermarkStrateg
 use watershed_examples::analytics::{analytics, event_time_of, ErrorRate, PageStats};
 use watershed_examples::observe;
 use watershed_operators::prelude::*;
-use watershed_sink_s3::{amazon_s3_from_env, Compression, S3Sink};
+use watershed_sink_s3::{Compression, S3Sink};
 use watershed_source_kafka::{KafkaSink, KafkaSource};
 
 struct Args {
@@ -112,7 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         observe::print_progress(handle, "hybrid");
     }
     create_topic_if_missing(&a.brokers, &a.output).await?;
-    let s3 = Arc::new(amazon_s3_from_env()?);
+    let s3 = Arc::new(observe::s3_client()?);
     let pipeline = Pipeline::new(
         PipelineConfig::new(&a.id)
             .checkpoint_store(CheckpointStore::local(&a.checkpoints)?)
