@@ -193,6 +193,16 @@ pub struct ClickSpec {
     pub malformed_every: u64,
     /// One event in this many is from a bot (0: none).
     pub bot_every: u64,
+    /// One event in this many is two minutes late, beyond the watermark: its window has fired,
+    /// so the analytics drop it (0: none).
+    pub late_every: u64,
+    /// Distinct users.
+    pub users: u64,
+    /// Distinct pages.
+    pub pages: u64,
+    /// Popularity skew: page = pages × u^skew for uniform u (1: uniform; larger: a few hot
+    /// pages).
+    pub skew: f64,
 }
 
 impl Default for ClickSpec {
@@ -204,6 +214,10 @@ impl Default for ClickSpec {
             max_disorder: Duration::from_secs(5),
             malformed_every: 1_000,
             bot_every: 50,
+            late_every: 0,
+            users: 5_000,
+            pages: 40,
+            skew: 2.0,
         }
     }
 }
@@ -232,10 +246,11 @@ impl ClickSpec {
         };
         let u = (h & 0xFFFF) as f64 / 65_536.0;
         let bot = self.bot_every > 0 && (h >> 40).is_multiple_of(self.bot_every);
+        let late = self.is_late(n);
         Some(ClickEvent {
-            user: ((h >> 24) % 5_000) as u32,
-            page: format!("/page/{}", ((u * u) * 40.0) as u64),
-            ts: base - jitter,
+            user: ((h >> 24) % self.users.max(1)) as u32,
+            page: format!("/page/{}", (u.powf(self.skew) * self.pages as f64) as u64),
+            ts: base - jitter - if late { 120_000 } else { 0 },
             status: if (h >> 48).is_multiple_of(100) {
                 503
             } else {
@@ -247,6 +262,13 @@ impl ClickSpec {
                 "Mozilla/5.0".into()
             },
         })
+    }
+
+    /// Late events start three minutes into the stream: by then every window two minutes back
+    /// has fired whatever the batching, so their fate (dropped) does not depend on timing.
+    fn is_late(&self, n: u64) -> bool {
+        let offset_ms = n as u128 * self.span.as_millis() / self.events.max(1) as u128;
+        self.late_every > 0 && offset_ms >= 180_000 && n.is_multiple_of(self.late_every)
     }
 
     /// The bytes a producer writes for event `n`, and its partition key.
@@ -269,7 +291,7 @@ impl ClickSpec {
             Default::default();
         for n in 0..self.events {
             let Some(e) = self.event(n) else { continue };
-            if e.is_bot() {
+            if e.is_bot() || self.is_late(n) {
                 continue;
             }
             let w: Window = minute().window_of(EventTime(e.ts));

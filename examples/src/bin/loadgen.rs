@@ -6,8 +6,9 @@
 //! loadgen kafka   --topic clicks  [--brokers 127.0.0.1:9092] [--partitions 3] [--events N] [--rate R]
 //! loadgen kinesis --stream clicks [--endpoint http://127.0.0.1:4568] [--shards 2] [--events N] [--rate R]
 //! ```
-//! `--malformed-every K` (default 1000) and `--bot-every K` (default 50) shape the data; the
-//! topic or stream is created if missing.
+//! `--malformed-every K` (default 1000), `--bot-every K` (50), `--late-every K` (0: none; late
+//! events are two minutes behind, past the watermark), `--users N` (5000), `--pages N` (40) and
+//! `--skew X` (2.0; 1 is uniform) shape the data; the topic or stream is created if missing.
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
@@ -52,6 +53,10 @@ fn parse() -> Result<Args, String> {
             "--events" => a.spec.events = num(v()?)?,
             "--malformed-every" => a.spec.malformed_every = num(v()?)?,
             "--bot-every" => a.spec.bot_every = num(v()?)?,
+            "--late-every" => a.spec.late_every = num(v()?)?,
+            "--users" => a.spec.users = num(v()?)?,
+            "--pages" => a.spec.pages = num(v()?)?,
+            "--skew" => a.spec.skew = v()?.parse().map_err(|e| format!("--skew: {e}"))?,
             "--rate" => a.rate = Some(v()?.parse().map_err(|e| format!("--rate: {e}"))?),
             other => return Err(format!("unknown argument `{other}`")),
         }
