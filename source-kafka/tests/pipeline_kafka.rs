@@ -445,3 +445,33 @@ async fn two_instances_share_partitions_and_take_over_on_stop_without_loss_or_du
         "b did not take over a's partitions"
     );
 }
+
+/// Rule: a pipeline that fails stops promptly, even with a Kafka source whose consumer is in a
+/// group (dropping a subscribed consumer must not block the shutdown).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn a_failing_pipeline_with_a_kafka_source_stops_promptly() {
+    let topic = unique("ws-fail");
+    create_topic(&topic, 3).await;
+    produce(
+        &topic,
+        (0..100u64).map(|i| (format!("k{i}"), format!("v{i}").into_bytes())),
+    );
+    let p = Pipeline::new(config(&unique("fail"), &CheckpointStore::memory()));
+    let source = KafkaSource::builder(brokers(), unique("group"))
+        .topic(&topic)
+        .build()
+        .unwrap();
+    p.source("kafka", source, WatermarkStrategy::none())
+        .apply(
+            "boom",
+            FnOperator::new(|b: Batch<Bytes>, out: &mut Collector<Bytes>| {
+                out.reject(DeadLetter::new("injected failure", Bytes::new()));
+                out.emit_batch(b);
+            }),
+        )
+        .sink("out", CollectSink::new());
+    let result = tokio::time::timeout(Duration::from_secs(20), p.run()).await;
+    let result = result.expect("the failed pipeline did not stop within 20 s");
+    assert!(matches!(result, Err(Error::Record { .. })), "{result:?}");
+}
