@@ -110,6 +110,10 @@ impl<S: Source> SourceTask<S> {
         let mut finished = false;
         let mut stop_at = None;
         'outer: loop {
+            // A source whose poll never awaits anything pending (data already buffered, a
+            // blocking client) would otherwise never yield: the task could not be aborted when
+            // the pipeline fails, and would starve other tasks on its worker.
+            tokio::task::consume_budget().await;
             while let Ok(SourceControl::Trigger { id, stop }) = self.control.try_recv() {
                 let position = self.source.position();
                 let value = serde_json::to_value(&position).map_err(|e| Error::state(&node, e))?;
@@ -188,6 +192,9 @@ impl<S: Source> SourceTask<S> {
                     }
                 }
                 SourceEvent::Idle => {
+                    // Nothing to do: let the scheduler run others, and let an abort land (a
+                    // source that waits in a blocking client never reaches a pending await).
+                    tokio::task::yield_now().await;
                     while let Some(u) = tracker.update(Instant::now()) {
                         if !self.out.send(update_message(u)).await? {
                             break;
