@@ -21,6 +21,8 @@
 mod aggregate;
 mod count_window;
 mod dedupe;
+pub mod enrich;
+pub mod join;
 mod stateless;
 mod window;
 
@@ -30,6 +32,14 @@ pub use aggregate::{
 };
 pub use count_window::{CountWindowAggregate, CountWindowedStream};
 pub use dedupe::Dedupe;
+pub use enrich::{
+    Enrich, EnrichOps, MissingKey, ReferenceError, ReferenceTable, ReferenceTableBuilder,
+    TableFormat, TableVersion,
+};
+pub use join::{
+    IntervalJoin, IntervalJoinBuilder, JoinConfigError, JoinOps, JoinPanes, TableJoin,
+    TableJoinBuilder, WindowJoinBuilder, WindowJoined,
+};
 pub use stateless::{DecodeOps, StreamOps};
 pub use window::{
     KeyedStreamOps, WindowAggregate, WindowAggregateWithLate, WindowResult, WindowedStream,
@@ -40,8 +50,15 @@ pub use window::{
 #[cfg(doctest)]
 pub struct WindowsGuide;
 
+// docs/joins.md is the user guide for joins and enrichment; its snippets run as doctests here.
+#[doc = include_str!("../../docs/joins.md")]
+#[cfg(doctest)]
+pub struct JoinsGuide;
+
 /// The extension traits, for `use watershed_operators::prelude::*`.
 pub mod prelude {
+    pub use crate::enrich::EnrichOps;
+    pub use crate::join::JoinOps;
     pub use crate::stateless::{DecodeOps, StreamOps};
     pub use crate::window::KeyedStreamOps;
 }
