@@ -37,7 +37,7 @@ pub use enrich::{
     TableFormat, TableVersion,
 };
 pub use join::{
-    IntervalJoin, IntervalJoinBuilder, JoinConfigError, JoinOps, JoinPanes, TableJoin,
+    CoGrouped, IntervalJoin, IntervalJoinBuilder, JoinConfigError, JoinOps, JoinPanes, TableJoin,
     TableJoinBuilder, WindowJoinBuilder, WindowJoined,
 };
 pub use stateless::{DecodeOps, StreamOps};

@@ -26,11 +26,13 @@ use watershed_core::{
     partition_of, Collector, Either, EventTime, Operator, Record, SessionWindows, SlidingWindows,
     TumblingWindows, Window, WindowAssigner,
 };
-use watershed_operators::{IntervalJoin, JoinPanes, WindowAggregate, WindowResult};
+use watershed_operators::{CoGrouped, IntervalJoin, JoinPanes, WindowAggregate, WindowResult};
 
 /// An element of either side: (key, unique id).
 type Ev = (u8, u32);
 type In = Either<Ev, Ev>;
+/// A generated element: (key, left side?, arrival-order base time, event-time jitter).
+type Gen = (u8, bool, i64, i64);
 
 /// Bounded out-of-orderness of the generated inputs, and the watermark delay.
 const DELAY: i64 = 20;
@@ -45,8 +47,8 @@ enum Step {
 /// Arrival order sorted by `base`, event time `base + jitter` with `jitter ≤ DELAY`: every
 /// element is ahead of the bounded-out-of-orderness watermark `max_ts − DELAY − 1`. Batches
 /// are cut at `cuts`; a watermark follows every batch; the input ends with `MAX`.
-fn script(events: &[(u8, bool, i64, i64)], cuts: &[usize]) -> Vec<Step> {
-    let mut evs: Vec<(usize, &(u8, bool, i64, i64))> = events.iter().enumerate().collect();
+fn script(events: &[Gen], cuts: &[usize]) -> Vec<Step> {
+    let mut evs: Vec<(usize, &Gen)> = events.iter().enumerate().collect();
     evs.sort_by_key(|(i, e)| (e.2, *i));
     let mut steps = Vec::new();
     let mut max_ts = i64::MIN;
@@ -95,7 +97,7 @@ fn all_events(steps: &[Step]) -> Vec<(In, i64)> {
         .collect()
 }
 
-fn events() -> impl Strategy<Value = (Vec<(u8, bool, i64, i64)>, Vec<usize>)> {
+fn events() -> impl Strategy<Value = (Vec<Gen>, Vec<usize>)> {
     (
         prop::collection::vec((0u8..3, any::<bool>(), 0i64..300, 0i64..=DELAY), 0..40),
         prop::collection::vec(1usize..6, 0..40),
@@ -327,7 +329,7 @@ fn window_op(spec: Spec) -> WJoin {
     WindowAggregate::new(Arc::new(key_of), Windows(spec), JoinPanes)
 }
 
-fn wpairs(out: &mut Collector<WindowResult<u8, (Vec<Ev>, Vec<Ev>)>>, into: &mut Vec<WPair>) {
+fn wpairs(out: &mut Collector<CoGrouped<u8, Ev, Ev>>, into: &mut Vec<WPair>) {
     for r in out.take().0 {
         assert_eq!(r.timestamp, r.value.window.max_timestamp());
         let WindowResult {

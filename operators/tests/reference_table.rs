@@ -368,7 +368,7 @@ async fn s3_table_replaced_mid_run_is_seen_whole_old_then_whole_new() {
         "the table was replaced while the pipeline ran"
     );
 
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     for (i, versions) in seen.iter().enumerate() {
         assert_eq!(versions.len(), 1, "batch {i} saw a mixture: {versions:?}");
     }

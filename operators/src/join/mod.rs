@@ -27,11 +27,11 @@ mod window;
 
 pub use interval::IntervalJoin;
 pub use table::TableJoin;
-pub use window::{JoinPanes, WindowJoined};
+pub use window::{CoGrouped, JoinPanes, WindowJoined};
 
 use crate::aggregate::Aggregator;
 use crate::stateless::StreamOps;
-use crate::window::{KeyedStreamOps, WindowResult};
+use crate::window::KeyedStreamOps;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::hash::Hash;
@@ -287,12 +287,12 @@ where
     /// window's max timestamp.
     pub fn inner(self) -> Stream<WindowJoined<L, R>> {
         self.co_group()
-            .flat_map(|r: WindowResult<K, (Vec<L>, Vec<R>)>| window::pairs(r.window, r.value))
+            .flat_map(|r: CoGrouped<K, L, R>| window::pairs(r.window, r.value))
     }
 
     /// Both sides' elements of each key and window, when the window fires (also windows that
     /// only one side reached: the basis of outer window joins).
-    pub fn co_group(self) -> Stream<WindowResult<K, (Vec<L>, Vec<R>)>> {
+    pub fn co_group(self) -> Stream<CoGrouped<K, L, R>> {
         let name = self.inputs.name("window-join");
         let assigner = self.assigner;
         self.inputs

@@ -125,7 +125,8 @@ mod tests {
     use super::*;
     use watershed_core::EventTime;
 
-    type Op = TableJoin<(u8, u32), (u8, Option<&'static str>), u8, String>;
+    type Change = (u8, Option<&'static str>);
+    type Op = TableJoin<(u8, u32), Change, u8, String>;
 
     fn op() -> Op {
         TableJoin::new(
@@ -135,14 +136,11 @@ mod tests {
                     Either::Right(c) => c.0,
                 },
             ),
-            Arc::new(|c: (u8, Option<&'static str>)| c.1.map(str::to_string)),
+            Arc::new(|c: Change| c.1.map(str::to_string)),
         )
     }
 
-    fn feed(
-        op: &mut Op,
-        items: Vec<Either<(u8, u32), (u8, Option<&'static str>)>>,
-    ) -> Vec<(u32, Option<String>)> {
+    fn feed(op: &mut Op, items: Vec<Either<(u8, u32), Change>>) -> Vec<(u32, Option<String>)> {
         let mut out = Collector::default();
         let batch = items
             .into_iter()

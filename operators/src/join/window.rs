@@ -23,6 +23,10 @@ pub struct WindowJoined<L, R> {
     pub right: R,
 }
 
+/// One key's and window's elements of both sides, as [`co_group`](crate::WindowJoinBuilder::co_group)
+/// emits them: `value.0` the left elements, `value.1` the right ones.
+pub type CoGrouped<K, L, R> = crate::WindowResult<K, (Vec<L>, Vec<R>)>;
+
 /// The accumulator of a window join: every element of each side, in arrival order (sessions:
 /// in session order).
 #[derive(Clone, Copy, Debug, Default)]
