@@ -1,1 +1,343 @@
-fn main() {}
+//! Interval-join benchmark: two generated streams (halves of the records), 1,000 keys, a 10 s
+//! interval (`between(-5 s, +5 s)`), parallelism 1, through a real pipeline, against a
+//! hand-written loop computing the same pairs over the same generated batches, interleaved in
+//! one run; then the pipeline's peak RSS at 1 M and at 10 M records (state is bounded by the
+//! interval, so the two should be about equal). See docs/benchmarks.md.
+//!
+//! `cargo bench -p watershed-operators --bench join [-- RECORDS PAIRS]`
+
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use watershed_core::connectors::GeneratorSource;
+use watershed_core::*;
+use watershed_operators::prelude::*;
+
+const KEYS: u64 = 1_000;
+const BATCH: usize = 1024;
+const LOWER: i64 = -5_000;
+const UPPER: i64 = 5_000;
+const DELAY: Duration = Duration::from_millis(100);
+
+#[inline]
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Left element `j` at 2j ms, right element `j` at 2j + 1 ms: one record per ms overall, each
+/// key about every 2 s per side, so a left matches about five rights.
+fn left(records: u64) -> GeneratorSource<u64> {
+    GeneratorSource::new(1, records / 2, |_, j| {
+        Record::new(mix(j), EventTime(2 * j as i64))
+    })
+    .batch_size(BATCH)
+}
+
+fn right(records: u64) -> GeneratorSource<u64> {
+    GeneratorSource::new(1, records / 2, |_, j| {
+        Record::new(mix(j ^ 0x5555), EventTime(2 * j as i64 + 1))
+    })
+    .batch_size(BATCH)
+}
+
+#[inline]
+fn key(v: &u64) -> u64 {
+    v % KEYS
+}
+
+struct Discard {
+    results: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl Sink for Discard {
+    type Item = (u64, u64);
+    type Handle = ();
+    async fn write(&mut self, batch: Batch<(u64, u64)>) -> Result<(), BoxError> {
+        self.results
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        black_box(&batch);
+        Ok(())
+    }
+    async fn pre_commit(&mut self, _: CheckpointId) -> Result<(), BoxError> {
+        Ok(())
+    }
+    async fn commit(&mut self, _: CheckpointId, _: ()) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Sides {
+    left: BTreeMap<i64, Vec<u64>>,
+    right: BTreeMap<i64, Vec<u64>>,
+}
+
+/// The hand-written loop: polls the same two sources a batch at a time, alternately; per
+/// record the same key closure, the same per-key time-ordered buffers and range scans, the
+/// same (left, right) records stamped with the later time handed to the same sink, the same
+/// bounded-out-of-orderness watermark per source, their minimum cleaning state through a
+/// timer queue. What it lacks is the runtime (tasks, channels, tagging, the shuffle) and the
+/// operator's generality (outer mode, lateness, checkpointable state).
+fn baseline(rt: &tokio::runtime::Runtime, records: u64) -> (Duration, u64) {
+    rt.block_on(async {
+        let (mut ls, mut rs) = (left(records), right(records));
+        ls.open(None).await.unwrap();
+        rs.open(None).await.unwrap();
+        let results = Arc::new(AtomicU64::new(0));
+        let mut sink = Discard {
+            results: results.clone(),
+        };
+        let delay = DELAY.as_millis() as i64;
+        let t = Instant::now();
+        let mut keys: FxHashMap<u64, Sides> = FxHashMap::default();
+        let mut timers: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
+        let (mut wl, mut wr) = (i64::MIN, i64::MIN);
+        let (mut done_l, mut done_r) = (false, false);
+        while !(done_l && done_r) {
+            for is_left in [true, false] {
+                let (src, done, wm) = if is_left {
+                    (&mut ls, &mut done_l, &mut wl)
+                } else {
+                    (&mut rs, &mut done_r, &mut wr)
+                };
+                if *done {
+                    continue;
+                }
+                let mut out = Vec::new();
+                match src.poll(Duration::from_millis(100)).await.unwrap() {
+                    SourceEvent::Batch { records, .. } => {
+                        let mut max_ts = i64::MIN;
+                        for r in records {
+                            let ts = r.timestamp.0;
+                            max_ts = max_ts.max(ts);
+                            let k = key(&r.value);
+                            let sides = keys.entry(k).or_default();
+                            let cleanup = if is_left {
+                                for (&b, rs) in sides.right.range(ts + LOWER..=ts + UPPER) {
+                                    for v in rs {
+                                        out.push(Record::new((r.value, *v), EventTime(ts.max(b))));
+                                    }
+                                }
+                                sides.left.entry(ts).or_default().push(r.value);
+                                ts + UPPER
+                            } else {
+                                for (&a, ls) in sides.left.range(ts - UPPER..=ts - LOWER) {
+                                    for v in ls {
+                                        out.push(Record::new((*v, r.value), EventTime(ts.max(a))));
+                                    }
+                                }
+                                sides.right.entry(ts).or_default().push(r.value);
+                                ts - LOWER
+                            };
+                            let due = timers.entry(cleanup).or_default();
+                            if due.last() != Some(&k) {
+                                due.push(k);
+                            }
+                        }
+                        *wm = (*wm).max(max_ts - delay - 1);
+                    }
+                    SourceEvent::Finished => {
+                        *done = true;
+                        *wm = i64::MAX;
+                    }
+                    _ => continue,
+                }
+                if !out.is_empty() {
+                    sink.write(out).await.unwrap();
+                }
+            }
+            let w = wl.min(wr);
+            while let Some(e) = timers.first_entry() {
+                if *e.key() > w {
+                    break;
+                }
+                for k in e.remove() {
+                    let Some(s) = keys.get_mut(&k) else { continue };
+                    while s
+                        .left
+                        .first_key_value()
+                        .is_some_and(|(a, _)| a + UPPER <= w)
+                    {
+                        s.left.pop_first();
+                    }
+                    while s
+                        .right
+                        .first_key_value()
+                        .is_some_and(|(b, _)| b - LOWER <= w)
+                    {
+                        s.right.pop_first();
+                    }
+                    if s.left.is_empty() && s.right.is_empty() {
+                        keys.remove(&k);
+                    }
+                }
+            }
+        }
+        (t.elapsed(), results.load(Ordering::Relaxed))
+    })
+}
+
+fn pipeline(rt: &tokio::runtime::Runtime, records: u64) -> (Duration, u64) {
+    rt.block_on(async {
+        let results = Arc::new(AtomicU64::new(0));
+        let p = Pipeline::new(
+            PipelineConfig::new("bench-join")
+                .checkpoint_store(CheckpointStore::memory())
+                .without_periodic_checkpoints()
+                .parallelism(1)
+                .handle_signals(false),
+        );
+        let strategy = || WatermarkStrategy::bounded_out_of_orderness(DELAY);
+        let l = p.source("left", left(records), strategy()).key_by(key);
+        let r = p.source("right", right(records), strategy()).key_by(key);
+        l.interval_join(r)
+            .between(LOWER, UPPER)
+            .named("join")
+            .inner()
+            .sink(
+                "discard",
+                Discard {
+                    results: results.clone(),
+                },
+            );
+        let t = Instant::now();
+        let s = p.run().await.expect("pipeline runs");
+        assert_eq!(s.records_in, records / 2 * 2);
+        (t.elapsed(), results.load(Ordering::Relaxed))
+    })
+}
+
+/// (user + system CPU seconds, peak RSS in MiB) of this process so far, from /proc.
+fn usage() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm_kb / 1024.0)
+}
+
+/// Resets the peak-RSS mark (Linux: writing 5 to clear_refs), so each run's peak is its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let records: u64 = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000_000);
+    let pairs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = "join_interval";
+    baseline(&rt, records / 10);
+    pipeline(&rt, records / 10);
+
+    let (mut ratios, mut base_rates, mut pipe_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pipe_cpu, mut pipe_wall) = (0.0, 0.0);
+    println!("{name}: {records} records (two streams), {KEYS} keys, interval [-5 s, +5 s], parallelism 1");
+    println!(
+        "{:>4} {:>16} {:>16} {:>8} {:>12}",
+        "pair", "loop rec/s", "pipeline rec/s", "ratio", "results"
+    );
+    for pair in 0..pairs {
+        let (b, b_results) = baseline(&rt, records);
+        let (cpu0, _) = usage();
+        let (p, p_results) = pipeline(&rt, records);
+        let (cpu1, _) = usage();
+        assert_eq!(b_results, p_results, "both sides emit the same pairs");
+        pipe_cpu += cpu1 - cpu0;
+        pipe_wall += p.as_secs_f64();
+        let (br, pr) = (
+            records as f64 / b.as_secs_f64(),
+            records as f64 / p.as_secs_f64(),
+        );
+        base_rates.push(br);
+        pipe_rates.push(pr);
+        ratios.push(pr / br);
+        println!(
+            "{pair:>4} {br:>16.0} {pr:>16.0} {:>8.3} {p_results:>12}",
+            pr / br
+        );
+    }
+    let lo = ratios.iter().cloned().fold(f64::MAX, f64::min);
+    let hi = ratios.iter().cloned().fold(f64::MIN, f64::max);
+    let ratio = median(&mut ratios);
+    let spread = (hi - lo) / ratio;
+    println!(
+        "{name}: median ratio {ratio:.3} (spread {:.1}%), pipeline uses {:.2} cores",
+        spread * 100.0,
+        pipe_cpu / pipe_wall
+    );
+    if spread > 0.10 {
+        println!("note: spread above 10%: rerun on a quieter machine");
+    }
+
+    // Peak RSS by input size: bounded state means 10 M records peak like 1 M.
+    let mut rss = Vec::new();
+    for n in [1_000_000u64, 10_000_000] {
+        reset_peak_rss();
+        let (t, results) = pipeline(&rt, n);
+        let (_, peak) = usage();
+        println!(
+            "{name}: {n} records, {results} pairs in {:.1} s, peak RSS {peak:.1} MiB",
+            t.as_secs_f64()
+        );
+        rss.push((n, peak));
+    }
+    println!("{name}: peak RSS 10 M / 1 M = {:.2}", rss[1].1 / rss[0].1);
+
+    let per_cpu_s = records as f64 * pairs as f64 / pipe_cpu.max(1e-9);
+    println!();
+    println!(
+        "BENCH name={name} metric=records_per_s value={:.0}",
+        median(&mut pipe_rates)
+    );
+    println!(
+        "BENCH name={name}_loop metric=records_per_s value={:.0}",
+        median(&mut base_rates)
+    );
+    println!("BENCH name={name} metric=events_per_cpu_s value={per_cpu_s:.0}");
+    println!("BENCH name={name} metric=ratio value={ratio:.3}");
+    println!(
+        "BENCH name={name}_1m metric=peak_rss_mb value={:.1}",
+        rss[0].1
+    );
+    println!(
+        "BENCH name={name}_10m metric=peak_rss_mb value={:.1}",
+        rss[1].1
+    );
+}
