@@ -2,7 +2,7 @@
 //! interval (`between(-5 s, +5 s)`), parallelism 1, through a real pipeline, against a
 //! hand-written loop computing the same pairs over the same generated batches, interleaved in
 //! one run; then the pipeline's peak RSS at 1 M and at 10 M records (state is bounded by the
-//! interval, so the two should be about equal). See docs/benchmarks.md.
+//! interval, so the two should be about equal). Figures: docs/joins.md.
 //!
 //! `cargo bench -p watershed-operators --bench join [-- RECORDS PAIRS]`
 

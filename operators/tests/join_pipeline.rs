@@ -342,3 +342,31 @@ fn interval_join_state_stays_bounded_over_a_long_input() {
         "every left matches many rights ({results} results)"
     );
 }
+
+/// Rule: the join's watermark is the minimum of both inputs' (T3): a left input that runs far
+/// ahead (and finishes) does not make the slower right input's elements late, so every pair is
+/// still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_input_does_not_make_the_slow_inputs_elements_late() {
+    let p = Pipeline::new(config("min-watermark", &CheckpointStore::memory(), 2));
+    let fast = p.source(
+        "fast",
+        GeneratorSource::new(SPLITS, PER_SPLIT, |s, i| event(7, 1, s, i)).batch_size(64),
+        WatermarkStrategy::bounded_out_of_orderness(DELAY),
+    );
+    let slow = p.source(
+        "slow",
+        GeneratorSource::new(SPLITS, PER_SPLIT, |s, i| event(7, 2, s, i))
+            .batch_size(4)
+            .rate(3_000.0),
+        WatermarkStrategy::bounded_out_of_orderness(DELAY),
+    );
+    let out = CollectSink::new();
+    fast.key_by(|e: &Ev| e.0)
+        .interval_join(slow.key_by(|e: &Ev| e.0))
+        .between(LOWER, UPPER)
+        .left_outer()
+        .sink("out", out.clone());
+    p.run().await.unwrap();
+    assert_eq!(sorted_i(&out), ref_interval(7));
+}
