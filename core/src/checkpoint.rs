@@ -53,6 +53,11 @@ pub struct Manifest {
     pub created_ms: i64,
     /// Position of each source, by node name.
     pub sources: BTreeMap<String, serde_json::Value>,
+    /// Maximum event time seen per split of each source, by node name then split, so event
+    /// time resumes where it was (see [`SplitWatermarks::snapshot`](crate::SplitWatermarks::snapshot)).
+    /// Absent in checkpoints written before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_event_times: BTreeMap<String, BTreeMap<String, i64>>,
     /// Pending (pre-committed, possibly not yet committed) handles of each sink, by node name.
     pub sinks: BTreeMap<String, serde_json::Value>,
     /// Where each stateful operator instance's state is, by node name, relative to the store prefix.
@@ -66,6 +71,7 @@ pub struct Manifest {
 #[derive(Debug, Default)]
 pub(crate) struct CheckpointData {
     pub sources: BTreeMap<String, serde_json::Value>,
+    pub source_event_times: BTreeMap<String, BTreeMap<String, i64>>,
     pub sinks: BTreeMap<String, serde_json::Value>,
     pub operators: BTreeMap<String, Vec<u8>>,
     pub layout: BTreeMap<String, usize>,
@@ -197,6 +203,7 @@ impl CheckpointStore {
             id,
             created_ms: crate::time::EventTime::now().millis(),
             sources: data.sources,
+            source_event_times: data.source_event_times,
             sinks: data.sinks,
             operators,
             layout: data.layout,

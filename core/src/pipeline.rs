@@ -260,6 +260,11 @@ impl Pipeline {
                 ),
                 None => None,
             };
+            let restored_event_times = ctx
+                .restored
+                .as_ref()
+                .and_then(|m| m.source_event_times.get(&node).cloned())
+                .unwrap_or_default();
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             ctx.source_controls.push(ctl_tx);
             ctx.participate();
@@ -268,6 +273,7 @@ impl Pipeline {
                 source,
                 strategy: watermarks,
                 restored,
+                restored_event_times,
                 out,
                 control: ctl_rx,
                 complete: ctx.complete_rx.clone(),

@@ -2,7 +2,7 @@
 
 use crate::record::{Record, SplitId};
 use crate::time::{duration_millis, EventTime};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,6 +122,10 @@ pub struct SplitWatermarks {
     pending_idle: bool,
     // Since when the source has had no split at all (for idleness without splits).
     empty_since: Option<Instant>,
+    // Per-split maximum timestamps from the restored checkpoint, applied when the source
+    // announces (or reads from) the split again. Not applied eagerly: a split this instance no
+    // longer owns would otherwise hold the watermark at a stale value.
+    restored: HashMap<SplitId, i64>,
 }
 
 impl SplitWatermarks {
@@ -135,7 +139,45 @@ impl SplitWatermarks {
             idle: false,
             pending_idle: false,
             empty_since: Some(Instant::now()),
+            restored: HashMap::new(),
         }
+    }
+
+    /// The maximum timestamp seen on each split that has seen records, for a checkpoint.
+    ///
+    /// Event time survives a restart this way: after a restore the source resumes past
+    /// records it will never read again, and without their timestamps a split that has nothing
+    /// more to read would hold the watermark at `MIN`, so windows restored open would never
+    /// fire (Kafka Streams keeps its partition time in committed offset metadata for the same
+    /// reason).
+    pub fn snapshot(&self) -> BTreeMap<String, i64> {
+        let init = Self::initial_max(self.delay_ms.unwrap_or(0));
+        let mut out: BTreeMap<String, i64> = self
+            .restored
+            .iter()
+            .map(|(s, ts)| (s.as_str().to_string(), *ts))
+            .collect();
+        out.extend(
+            self.splits
+                .iter()
+                .filter(|(_, s)| s.max_ts > init)
+                .map(|(id, s)| (id.as_str().to_string(), s.max_ts)),
+        );
+        out
+    }
+
+    /// Seeds split maxima from a checkpoint's [`snapshot`](Self::snapshot); each takes effect
+    /// when its split is added or read from.
+    pub fn restore(&mut self, maxima: BTreeMap<String, i64>) {
+        self.restored = maxima
+            .into_iter()
+            .map(|(id, ts)| (SplitId::new(id), ts))
+            .collect();
+    }
+
+    fn initial_of(&mut self, split: &SplitId) -> i64 {
+        let init = Self::initial_max(self.delay_ms.unwrap_or(0));
+        self.restored.remove(split).unwrap_or(init).max(init)
     }
 
     fn initial_max(delay: i64) -> i64 {
@@ -145,12 +187,17 @@ impl SplitWatermarks {
 
     /// A split joined; it holds the watermark at `MIN` until it sees records or goes idle.
     pub fn split_added(&mut self, split: &SplitId, now: Instant) {
-        let init = Self::initial_max(self.delay_ms.unwrap_or(0));
         self.empty_since = None;
-        self.splits.entry(split.clone()).or_insert(SplitState {
-            max_ts: init,
-            last_activity: now,
-        });
+        if !self.splits.contains_key(split) {
+            let max_ts = self.initial_of(split);
+            self.splits.insert(
+                split.clone(),
+                SplitState {
+                    max_ts,
+                    last_activity: now,
+                },
+            );
+        }
     }
 
     /// A split is finished or revoked; it no longer counts.
@@ -163,12 +210,18 @@ impl SplitWatermarks {
 
     /// Records up to `max_ts` were read from `split`.
     pub fn observe(&mut self, split: &SplitId, max_ts: EventTime, now: Instant) {
-        let init = Self::initial_max(self.delay_ms.unwrap_or(0));
         self.empty_since = None;
-        let s = self.splits.entry(split.clone()).or_insert(SplitState {
-            max_ts: init,
-            last_activity: now,
-        });
+        if !self.splits.contains_key(split) {
+            let init = self.initial_of(split);
+            self.splits.insert(
+                split.clone(),
+                SplitState {
+                    max_ts: init,
+                    last_activity: now,
+                },
+            );
+        }
+        let s = self.splits.get_mut(split).expect("inserted above");
         s.max_ts = s.max_ts.max(max_ts.0);
         s.last_activity = now;
     }
@@ -343,5 +396,41 @@ mod tests {
         w.observe(&split("b"), EventTime(20), t2);
         assert_eq!(w.update(t2), None);
         assert!(!w.is_idle());
+    }
+
+    #[test]
+    fn a_restored_split_resumes_at_its_checkpointed_event_time() {
+        let delay = Some(Duration::from_millis(5));
+        let now = Instant::now();
+        let mut before = SplitWatermarks::new(delay, None);
+        before.split_added(&split("quiet"), now);
+        before.observe(&split("a"), EventTime(100), now);
+        before.observe(&split("b"), EventTime(50), now);
+        let snap = before.snapshot();
+        // A split that never saw a record has no event time to keep.
+        assert_eq!(snap.keys().collect::<Vec<_>>(), ["a", "b"]);
+
+        let mut after = SplitWatermarks::new(delay, None);
+        after.restore(snap);
+        after.split_added(&split("a"), now);
+        after.split_added(&split("b"), now);
+        assert_eq!(
+            after.update(now),
+            Some(WatermarkUpdate::Advance(EventTime(44)))
+        );
+        // An older record after the restore does not move a split back.
+        after.observe(&split("b"), EventTime(10), now);
+        assert_eq!(after.update(now), None);
+    }
+
+    #[test]
+    fn a_restored_split_this_instance_no_longer_owns_does_not_hold_the_watermark() {
+        let mut w = SplitWatermarks::new(Some(Duration::from_millis(5)), None);
+        w.restore([("gone".to_string(), 10), ("a".to_string(), 100)].into());
+        let now = Instant::now();
+        w.split_added(&split("a"), now);
+        assert_eq!(w.update(now), Some(WatermarkUpdate::Advance(EventTime(94))));
+        // It is still carried in later checkpoints, in case the split comes back.
+        assert_eq!(w.snapshot().get("gone"), Some(&10));
     }
 }

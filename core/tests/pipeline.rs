@@ -512,3 +512,98 @@ async fn a_failing_operator_stops_the_pipeline_with_its_node_name() {
     );
     assert!(err.to_string().contains("disk on fire"));
 }
+
+/// A finite input that, like a live stream that went quiet, never says it is finished.
+struct QuietAfter(GeneratorSource<u64>);
+
+#[async_trait]
+impl Source for QuietAfter {
+    type Item = u64;
+    type Position = GeneratorPosition;
+
+    async fn open(&mut self, restored: Option<GeneratorPosition>) -> Result<(), BoxError> {
+        self.0.open(restored).await
+    }
+
+    async fn poll(&mut self, max_wait: Duration) -> Result<SourceEvent<u64>, BoxError> {
+        match self.0.poll(max_wait).await? {
+            SourceEvent::Finished => {
+                tokio::time::sleep(max_wait.min(Duration::from_millis(5))).await;
+                Ok(SourceEvent::Idle)
+            }
+            e => Ok(e),
+        }
+    }
+
+    fn position(&self) -> GeneratorPosition {
+        self.0.position()
+    }
+}
+
+/// Runs `QuietAfter` (split 0 up to t=10,000, split 1 up to t=3,000) into an operator that
+/// writes down every watermark it is given; returns the first one, once there is one.
+async fn first_watermark_seen(store: &CheckpointStore) -> Option<i64> {
+    let source = GeneratorSource::sized(vec![10, 10], |s, i| {
+        let step = if s == 0 { 1_000 } else { 300 };
+        Record::new(i, EventTime((i as i64 + 1) * step))
+    })
+    .batch_size(3);
+    let p = Pipeline::new(
+        PipelineConfig::new("event-time")
+            .checkpoint_store(store.clone())
+            .checkpoint_interval(Duration::from_millis(5))
+            .handle_signals(false),
+    );
+    let shutdown = p.shutdown_handle();
+    let seen = CollectSink::new();
+    p.source(
+        "quiet",
+        QuietAfter(source),
+        WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100)),
+    )
+    .apply("watermarks", WatermarkLog)
+    .sink("seen", seen.clone());
+    let run = tokio::spawn(p.run());
+    // Once both splits' last records are read, the watermark is min(10,000, 3,000) − 100 − 1.
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if seen.values().contains(&2_899) {
+            break;
+        }
+    }
+    shutdown.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("graceful shutdown finishes")
+        .unwrap()
+        .unwrap();
+    seen.values().first().copied()
+}
+
+struct WatermarkLog;
+
+impl Operator for WatermarkLog {
+    type In = u64;
+    type Out = i64;
+
+    fn process(&mut self, _: Batch<u64>, _: &mut Collector<i64>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, w: EventTime, out: &mut Collector<i64>) -> Result<(), BoxError> {
+        out.emit(Record::new(w.0, w));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn event_time_resumes_from_the_checkpoint_when_a_restored_source_has_nothing_left_to_read() {
+    let store = CheckpointStore::memory();
+    let first_run = first_watermark_seen(&store).await;
+    assert!(first_run.is_some_and(|w| w <= 2_899), "{first_run:?}");
+    // Everything was read and checkpointed. Without the splits' event times in the checkpoint
+    // the restored splits would hold the watermark at MIN forever, and windows restored open
+    // would never fire; with them, event time resumes at min(10,000, 3,000) − 100 − 1.
+    let second_run = first_watermark_seen(&store).await;
+    assert_eq!(second_run, Some(2_899));
+}

@@ -162,11 +162,23 @@ async fn primary_killed_three_times_writes_exactly_the_reference_counts_to_s3() 
         .unwrap();
     child.wait().unwrap();
     let got_final = parquet_counts(&format!("{prefix}/page-stats")).await;
-    assert_eq!(got, got_final, "results changed after completion");
-    assert_eq!(
-        got_final, reference,
-        "parquet output differs from the reference"
-    );
+    if got != got_final || got_final != reference {
+        // Keep the checkpoints and the log: a failure here is worth a post-mortem.
+        let kept = dir.keep();
+        let missing: Vec<_> = reference
+            .iter()
+            .filter(|(k, v)| got_final.get(k) != Some(v))
+            .take(10)
+            .collect();
+        panic!(
+            "parquet output differs from the reference ({} windows expected, {} written, first \
+             differences {missing:?}); checkpoints and log kept in {}; log:\n{}",
+            reference.len(),
+            got_final.len(),
+            kept.display(),
+            std::fs::read_to_string(kept.join("primary.log")).unwrap_or_default()
+        );
+    }
 
     // The raw archive holds every event (and end marker) exactly once.
     let mut seen: HashMap<String, u32> = HashMap::new();
@@ -188,4 +200,17 @@ async fn primary_killed_three_times_writes_exactly_the_reference_counts_to_s3() 
     for (payload, n) in &expected {
         assert_eq!(seen.get(payload), Some(n), "raw archive: {payload}");
     }
+
+    // kinesis-mock holds 50 shards in all: give these back.
+    let endpoint =
+        std::env::var("WATERSHED_KINESIS_ENDPOINT").unwrap_or("http://127.0.0.1:4568".into());
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    let _ = aws_sdk_kinesis::Client::new(&conf)
+        .delete_stream()
+        .stream_name(&stream)
+        .send()
+        .await;
 }

@@ -66,7 +66,12 @@ impl Coordinator {
                         Some(f) if f.id == ack.id => {
                             f.acks += 1;
                             match ack.state {
-                                AckState::Source(v) => { f.data.sources.insert(ack.node, v); }
+                                AckState::Source { position, event_times } => {
+                                    if !event_times.is_empty() {
+                                        f.data.source_event_times.insert(ack.node.clone(), event_times);
+                                    }
+                                    f.data.sources.insert(ack.node, position);
+                                }
                                 AckState::Sink(v) => { f.data.sinks.insert(ack.node, v); }
                                 AckState::Operator(Some(s)) => { f.data.operators.insert(ack.node, s); }
                                 AckState::Operator(None) => {}

@@ -18,7 +18,10 @@ use tokio::sync::{mpsc, watch};
 /// What a task contributes to a checkpoint.
 #[derive(Debug)]
 pub(crate) enum AckState {
-    Source(serde_json::Value),
+    Source {
+        position: serde_json::Value,
+        event_times: std::collections::BTreeMap<String, i64>,
+    },
     Operator(Option<Vec<u8>>),
     Sink(serde_json::Value),
 }

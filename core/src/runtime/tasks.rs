@@ -83,6 +83,8 @@ pub(crate) struct SourceTask<S: Source> {
     pub source: S,
     pub strategy: WatermarkStrategy<S::Item>,
     pub restored: Option<S::Position>,
+    /// Per-split maximum event times from the restored checkpoint.
+    pub restored_event_times: std::collections::BTreeMap<String, i64>,
     pub out: Output<S::Item>,
     pub control: mpsc::UnboundedReceiver<SourceControl>,
     pub complete: watch::Receiver<Option<CheckpointId>>,
@@ -100,6 +102,7 @@ impl<S: Source> SourceTask<S> {
         self.source.open(self.restored.take()).await.map_err(err)?;
         self.out.start().await?;
         let mut tracker = self.strategy.tracker();
+        tracker.restore(std::mem::take(&mut self.restored_event_times));
         let mut pending: BTreeMap<CheckpointId, S::Position> = BTreeMap::new();
         let mut report = TaskReport {
             kind: TaskKind::Source,
@@ -121,7 +124,10 @@ impl<S: Source> SourceTask<S> {
                 let _ = self.acks.send(Ack {
                     id,
                     node: node.clone(),
-                    state: AckState::Source(value),
+                    state: AckState::Source {
+                        position: value,
+                        event_times: tracker.snapshot(),
+                    },
                 });
                 if !self.out.send(Message::Barrier(id)).await? {
                     break 'outer;
@@ -147,7 +153,8 @@ impl<S: Source> SourceTask<S> {
                             let position = self.source.position();
                             let value = serde_json::to_value(&position).map_err(|e| Error::state(&node, e))?;
                             pending.insert(id, position);
-                            let _ = self.acks.send(Ack { id, node: node.clone(), state: AckState::Source(value) });
+                            let state = AckState::Source { position: value, event_times: tracker.snapshot() };
+                            let _ = self.acks.send(Ack { id, node: node.clone(), state });
                             if !self.out.send(Message::Barrier(id)).await? { break 'outer; }
                             if stop { stop_at = Some(id); break 'outer; }
                         }
