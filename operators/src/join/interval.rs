@@ -35,7 +35,8 @@ impl<L, R> Default for Sides<L, R> {
 ///   `a + lower ≤ b ≤ a + upper`; the pair is stamped `max(a, b)`;
 /// - an element with `ts ≤ watermark` is late: it is dropped and counted
 ///   (`late_records`, `watershed_join_late_records_dropped_total`), because partners it could
-///   have matched may already be gone;
+///   have matched may already be gone — except in an unbounded join (`[i64::MIN, i64::MAX]`),
+///   whose state is only dropped at the end of input, so late elements still join;
 /// - a left element is kept until the watermark reaches `a + upper` (no right element still
 ///   to come can match it); a right element until it reaches `b − lower`. State per key is
 ///   therefore bounded by what arrives within the interval and the out-of-orderness, not by
@@ -115,20 +116,41 @@ where
         b.saturating_sub(self.lower)
     }
 
+    /// True for `[i64::MIN, i64::MAX]`: every pair of a key, whatever the arrival order.
+    fn unbounded(&self) -> bool {
+        self.lower == i64::MIN && self.upper == i64::MAX
+    }
+
     fn add(&mut self, record: Record<Either<L, R>>, out: &mut Collector<(L, Option<R>)>) {
         let ts = record.timestamp.0;
-        if ts <= self.watermark.0 {
+        // An unbounded join cleans nothing before the end of input, so no partner of a late
+        // element can be gone: it is joined, not dropped.
+        if ts <= self.watermark.0 && !self.unbounded() {
             self.late += 1;
             return;
         }
         let key = (self.key)(&record.value);
-        let meta = record.with_value(());
+        let Record {
+            value,
+            key: rkey,
+            headers,
+            origin,
+            ..
+        } = record;
+        // Metadata is copied only into results, so an element that matches nothing costs none.
+        let meta = |pair: (L, Option<R>), at: i64| Record {
+            value: pair,
+            key: rkey.clone(),
+            timestamp: EventTime(at),
+            headers: headers.clone(),
+            origin: origin.clone(),
+        };
         let (lower, upper) = (self.lower, self.upper);
         let sides = match self.keys.get_mut(&key) {
             Some(s) => s,
             None => self.keys.entry(key.clone()).or_default(),
         };
-        let cleanup = match record.value {
+        let cleanup = match value {
             Either::Left(l) => {
                 let mut matched = false;
                 if lower <= upper {
@@ -136,9 +158,7 @@ where
                     for (&b, rs) in sides.right.range(from..=to) {
                         for r in rs {
                             matched = true;
-                            let mut m = meta.with_value((l.clone(), Some(r.clone())));
-                            m.timestamp = EventTime(ts.max(b));
-                            out.emit(m);
+                            out.emit(meta((l.clone(), Some(r.clone())), ts.max(b)));
                         }
                     }
                 }
@@ -152,9 +172,7 @@ where
                     for (&a, ls) in sides.left.range_mut(from..=to) {
                         for (l, matched) in ls.iter_mut() {
                             *matched = true;
-                            let mut m = meta.with_value((l.clone(), Some(r.clone())));
-                            m.timestamp = EventTime(ts.max(a));
-                            out.emit(m);
+                            out.emit(meta((l.clone(), Some(r.clone())), ts.max(a)));
                         }
                     }
                 }
@@ -400,6 +418,32 @@ mod tests {
         assert_eq!(got[0].value, (1, None));
         assert_eq!(got[0].timestamp, EventTime(13));
         assert_eq!(op.buffered(), 0, "state is dropped with the result");
+    }
+
+    #[test]
+    fn an_unbounded_join_pairs_late_elements_too() {
+        let mut op = IntervalJoin::new(
+            Arc::new(|e: &Either<u32, u32>| match e {
+                Either::Left(v) | Either::Right(v) => (*v / 100) as u8,
+            }),
+            i64::MIN,
+            i64::MAX,
+        );
+        feed(&mut op, &[(Either::Left(1), 1_000)]);
+        let mut out = Collector::default();
+        op.on_watermark(EventTime(5_000), &mut out).unwrap();
+        assert_eq!(
+            op.buffered(),
+            1,
+            "nothing is cleaned before the end of input"
+        );
+        assert_eq!(
+            feed(&mut op, &[(Either::Right(2), -7)]),
+            vec![((1, Some(2)), 1_000)]
+        );
+        assert_eq!(op.late_records(), 0);
+        op.on_watermark(EventTime::MAX, &mut out).unwrap();
+        assert_eq!(op.buffered(), 0);
     }
 
     #[test]

@@ -229,6 +229,15 @@ where
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// An unbounded join, `between(i64::MIN, i64::MAX)`: every pair of a key once, whatever
+    /// the order and lateness of the elements; state is only dropped when both inputs end, so
+    /// it grows with the input (for bounded inputs, or keys that stop).
+    pub fn unbounded(mut self) -> Self {
+        self.lower = i64::MIN;
+        self.upper = i64::MAX;
+        self
+    }
+
     /// [`between`](Self::between), with an error for empty bounds.
     pub fn try_between(mut self, lower: i64, upper: i64) -> Result<Self, JoinConfigError> {
         if lower > upper {
