@@ -21,7 +21,8 @@
 //! (distributions, id spaces, timing) is the same.
 
 use crate::model::{Auction, Bid, Event, Person};
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::OnceLock;
 use std::time::Duration;
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::{EventTime, Record};
@@ -183,22 +184,19 @@ impl Draws {
         s.trim().to_string()
     }
 
-    /// The reference's `nextExactString`: `len` letters, 13 per 64-bit draw.
+    /// The reference's `nextExactString`: `len` random lowercase letters. Eight letters per
+    /// 64-bit draw (one byte each, scaled to 0..26 by multiply-shift): padding dominates the
+    /// generator's cost, so it is built without per-character division or UTF-8 checks.
     fn exact_string(&mut self, len: usize) -> String {
-        let mut bytes = Vec::with_capacity(len);
-        let mut rnd = 0u64;
-        let mut left = 0;
-        for _ in 0..len {
-            if left == 0 {
-                rnd = self.next_u64();
-                left = 13;
+        let mut bytes = vec![0u8; len];
+        for chunk in bytes.chunks_mut(8) {
+            let r = self.next_u64().to_le_bytes();
+            for (c, b) in chunk.iter_mut().zip(r) {
+                *c = b'a' + ((u16::from(b) * 26) >> 8) as u8;
             }
-            bytes.push(b'a' + (rnd % 26) as u8);
-            rnd /= 26;
-            left -= 1;
         }
-        // Only ASCII letters were pushed.
-        String::from_utf8(bytes).unwrap_or_default()
+        // SAFETY: every byte is in b'a'..=b'z', so the bytes are ASCII and valid UTF-8.
+        unsafe { String::from_utf8_unchecked(bytes) }
     }
 
     /// The reference's `nextExtra`: padding so the event averages `desired` bytes.
@@ -215,20 +213,24 @@ impl Draws {
             } else {
                 self.below(2 * delta as u64) as usize
             };
-        self.exact_string(size)
+        // Padding is read by no query: a slice of a fixed pool of random letters at a random
+        // offset is as good as fresh letters, at the cost of one copy.
+        let pool = padding_pool();
+        let at = self.below((pool.len() - size.min(pool.len()) + 1) as u64) as usize;
+        pool[at..at + size.min(pool.len())].to_string()
     }
 
     /// The reference's `nextPrice`: `round(10^(6u) · 100)` cents.
     #[inline]
     fn price(&mut self) -> i64 {
-        (10f64.powf(self.unit() * 6.0) * 100.0).round() as i64
+        ((self.unit() * 6.0 * std::f64::consts::LN_10).exp() * 100.0).round() as i64
     }
 }
 
 fn last_base0_person_id(event_id: u64) -> u64 {
-    let epoch = event_id / PROPORTION_DENOMINATOR;
-    let offset = (event_id % PROPORTION_DENOMINATOR).min(PERSON_PROPORTION - 1);
-    epoch * PERSON_PROPORTION + offset
+    // The reference adds min(offset, PERSON_PROPORTION − 1), which is 0 with one person per
+    // epoch: the last person is the epoch's only one.
+    event_id / PROPORTION_DENOMINATOR * PERSON_PROPORTION
 }
 
 fn next_base0_person_id(event_id: u64, d: &mut Draws) -> u64 {
@@ -267,7 +269,44 @@ fn next_base0_auction_id(event_id: u64, d: &mut Draws) -> u64 {
 pub struct NexmarkGenerator {
     config: GeneratorConfig,
     group: u64,
-    channels: Arc<Vec<(Arc<str>, Arc<str>)>>,
+}
+
+/// Random lowercase letters that padding is cut from.
+fn padding_pool() -> &'static str {
+    static POOL: OnceLock<String> = OnceLock::new();
+    POOL.get_or_init(|| Draws::new(0x9AD0_1E55, 0).exact_string(1 << 16))
+}
+
+/// The channels and their URLs, as nexmark-flink's channel cache: four hot channels, then
+/// `channel-i`. One table per process, so bids borrow their strings instead of counting
+/// references on them.
+fn channels() -> &'static [(String, String)] {
+    static TABLE: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..CHANNELS)
+            .map(|i| match HOT_CHANNELS.get(i) {
+                Some(hot) => (
+                    hot.to_string(),
+                    format!(
+                        "https://www.nexmark.com/{}/item.htm?query=1",
+                        hot.to_lowercase()
+                    ),
+                ),
+                None => {
+                    let mut d = Draws::new(0xC4A7_7E15, i as u64);
+                    (
+                        format!("channel-{i}"),
+                        format!(
+                            "https://www.nexmark.com/{}/{}/{}/item.htm?query=1&channel_id={i}",
+                            d.exact_string(5),
+                            d.exact_string(5),
+                            d.exact_string(5)
+                        ),
+                    )
+                }
+            })
+            .collect()
+    })
 }
 
 impl NexmarkGenerator {
@@ -276,36 +315,11 @@ impl NexmarkGenerator {
         // A group of g events spans (g − 1) / rate seconds; keep that within the bound.
         let max_group = (config.rate as u128 * MAX_OUT_OF_ORDER.as_millis() / 1000).max(1) as u64;
         let mut group = config.out_of_order_group_size.clamp(1, max_group);
-        if group % 953 == 0 {
+        if group.is_multiple_of(953) {
             // (n · 953) mod g permutes a group only when 953 and g are coprime (953 is prime).
             group -= 1;
         }
-        let mut channels = Vec::with_capacity(CHANNELS);
-        for i in 0..CHANNELS {
-            let mut d = Draws::new(config.seed ^ 0xC4A7_7E15, i as u64);
-            let channel: Arc<str> = Arc::from(format!("channel-{i}"));
-            let url: Arc<str> = Arc::from(format!(
-                "https://www.nexmark.com/{}/{}/{}/item.htm?query=1&channel_id={i}",
-                d.exact_string(5),
-                d.exact_string(5),
-                d.exact_string(5)
-            ));
-            channels.push((channel, url));
-        }
-        for (i, hot) in HOT_CHANNELS.iter().enumerate() {
-            channels[i] = (
-                Arc::from(*hot),
-                Arc::from(format!(
-                    "https://www.nexmark.com/{}/item.htm?query=1",
-                    hot.to_lowercase()
-                )),
-            );
-        }
-        NexmarkGenerator {
-            config,
-            group,
-            channels: Arc::new(channels),
-        }
+        NexmarkGenerator { config, group }
     }
 
     /// The configuration.
@@ -431,14 +445,14 @@ impl NexmarkGenerator {
         } else {
             d.below(CHANNELS as u64)
         } as usize;
-        let (channel, url) = self.channels[channel].clone();
+        let (channel, url) = &channels()[channel];
         let extra = d.extra(32, AVG_BID_BYTES);
         Bid {
             auction: auction as i64 + FIRST_AUCTION_ID,
             bidder: bidder as i64 + FIRST_PERSON_ID,
             price,
-            channel,
-            url,
+            channel: Cow::Borrowed(channel),
+            url: Cow::Borrowed(url),
             date_time: ts,
             extra,
         }

@@ -2,7 +2,7 @@
 //! `event_type` and exactly one of `person`, `auction`, `bid` non-null).
 
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::borrow::Cow;
 
 /// A person joining the auction site.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,10 +62,10 @@ pub struct Bid {
     pub bidder: i64,
     /// Price in cents.
     pub price: i64,
-    /// Channel the bid came through (shared: the generator draws from a fixed set).
-    pub channel: Arc<str>,
-    /// URL of the bid page (shared with the channel).
-    pub url: Arc<str>,
+    /// Channel the bid came through (the generator borrows it from a fixed table).
+    pub channel: Cow<'static, str>,
+    /// URL of the bid page (the generator borrows it from the same table).
+    pub url: Cow<'static, str>,
     /// Event time, epoch milliseconds.
     pub date_time: i64,
     /// Padding to the configured average size.

@@ -583,7 +583,8 @@ impl Operator for CategoryTotals {
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
-        let (values, changed): (Vec<(i64, (i64, i64))>, Vec<i64>) = from_state(state)?;
+        type State = (Vec<(i64, (i64, i64))>, Vec<i64>);
+        let (values, changed): State = from_state(state)?;
         self.totals.values = values.into_iter().collect();
         self.totals.changed = changed.into_iter().collect();
         Ok(())
@@ -716,7 +717,8 @@ impl Operator for HottestPerWindow {
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
-        let v: Vec<((i64, i64), (u64, Vec<i64>))> = from_state(state)?;
+        type State = Vec<((i64, i64), (u64, Vec<i64>))>;
+        let v: State = from_state(state)?;
         self.windows = v.into_iter().collect();
         Ok(())
     }
@@ -843,7 +845,8 @@ impl Operator for NewUsers {
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
-        let (windows, watermark): (Vec<(i64, Vec<(i64, Pair)>)>, i64) = from_state(state)?;
+        type State = (Vec<(i64, Vec<(i64, Pair)>)>, i64);
+        let (windows, watermark): State = from_state(state)?;
         self.windows = windows
             .into_iter()
             .map(|(s, v)| (s, v.into_iter().collect()))

@@ -4,10 +4,12 @@
 //! nexmark load --brokers 127.0.0.1:9092 --topic T --events N [--partitions 1] [--rate 10000000] [--seed 42]
 //! nexmark run --query qN --source generator|kafka [--brokers B --topic T] --events N [--output FILE]
 //!             [--rate 10000000] [--seed 42] [--splits 1]
+//! nexmark generate --events N [--rate 10000000] [--seed 42]
 //! ```
 //! `load` deletes and recreates the topic and writes N events as JSON; `run` runs one query until
 //! all N events are processed and every window has fired, then prints the `NEXMARK …` and
-//! `BENCH …` lines (events per CPU-second of this process, `getrusage` user + sys).
+//! `BENCH …` lines (events per CPU-second of this process, `getrusage` user + sys);
+//! `generate` only generates and drops the events: the cost floor of the in-process figures.
 
 use std::path::PathBuf;
 use watershed_nexmark::generator::{GeneratorConfig, NexmarkGenerator};
@@ -94,7 +96,20 @@ async fn main_inner(a: Args) -> Result<(), Box<dyn std::error::Error + Send + Sy
             println!("{}", report.nexmark_line());
             println!("{}", report.bench_line());
         }
-        other => return Err(format!("unknown command `{other}` (load or run)").into()),
+        "generate" => {
+            // The floor under every in-process figure: generating the events and dropping them.
+            let cpu0 = harness::process_cpu_seconds();
+            for n in 0..a.events {
+                std::hint::black_box(generator.event(n));
+            }
+            let cpu_s = harness::process_cpu_seconds() - cpu0;
+            println!(
+                "BASELINE generate events={} cpu_s={cpu_s:.3} events_per_cpu_s={:.0}",
+                a.events,
+                a.events as f64 / cpu_s.max(1e-9)
+            );
+        }
+        other => return Err(format!("unknown command `{other}` (load, run or generate)").into()),
     }
     Ok(())
 }
