@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hash;
 use std::time::Duration;
 use watershed_core::{
-    BoxError, Collector, EventTime, Operator, Record, SlidingWindows, Stream, TumblingWindows,
+    BoxError, Collector, Either, EventTime, Operator, Record, SlidingWindows, Stream,
+    TumblingWindows,
 };
 use watershed_operators::prelude::*;
 use watershed_operators::{Aggregator, Count, WindowResult};
@@ -169,22 +170,48 @@ pub fn q2(events: Stream<Event>) -> Stream<Q2Row> {
     })
 }
 
+/// A q3 seller: the person fields the query keeps.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Seller {
+    id: i64,
+    name: String,
+    city: String,
+    state: String,
+}
+
 /// q3, local item suggestion: auctions in category 10 joined with their sellers when the seller
-/// lives in OR, ID or CA. An unbounded inner join on `seller == person.id`: each matching pair
-/// is emitted once, whichever side arrives first.
+/// lives in OR, ID or CA. An unbounded inner join on `seller == person.id` (the operators'
+/// interval join without bounds): each matching pair is emitted once, whichever side arrives
+/// first.
 pub fn q3(events: Stream<Event>) -> Stream<Q3Row> {
-    events
-        .filter(|e| match e {
-            Event::Person(p) => matches!(p.state.as_str(), "OR" | "ID" | "CA"),
-            Event::Auction(a) => a.category == 10,
-            Event::Bid(_) => false,
+    let (sellers, auctions) = events
+        .filter_map(|e| match e {
+            Event::Person(p) if matches!(p.state.as_str(), "OR" | "ID" | "CA") => {
+                let p = *p;
+                Some(Either::Left(Seller {
+                    id: p.id,
+                    name: p.name,
+                    city: p.city,
+                    state: p.state,
+                }))
+            }
+            // (auction id, seller)
+            Event::Auction(a) if a.category == 10 => Some(Either::Right((a.id, a.seller))),
+            _ => None,
         })
-        .key_by(|e| match e {
-            Event::Person(p) => p.id,
-            Event::Auction(a) => a.seller,
-            Event::Bid(b) => b.bidder,
+        .split();
+    sellers
+        .key_by(|p: &Seller| p.id)
+        .interval_join(auctions.key_by(|a: &(i64, i64)| a.1))
+        .unbounded()
+        .named("q3-join")
+        .inner()
+        .map(|(p, (id, _))| Q3Row {
+            name: p.name,
+            city: p.city,
+            state: p.state,
+            id,
         })
-        .process("q3-join", |_| SellerJoin::default())
 }
 
 /// q4, average closing price per category: each auction's winning price (its highest bid within
@@ -235,16 +262,35 @@ pub fn q7(events: Stream<Event>) -> Stream<Q7Row> {
 }
 
 /// q8, monitor new users: persons who joined and opened an auction in the same tumbling 10 s
-/// window (person by its `dateTime`, auction by its own), once per person and window.
+/// window (person by its `dateTime`, auction by its own), once per person and window: a window
+/// co-group of persons and auctions on `person.id == seller`.
 pub fn q8(events: Stream<Event>) -> Stream<Q8Row> {
-    events
-        .filter(|e| !matches!(e, Event::Bid(_)))
-        .key_by(|e| match e {
-            Event::Person(p) => p.id,
-            Event::Auction(a) => a.seller,
-            Event::Bid(b) => b.bidder,
+    let (persons, sellers) = events
+        .filter_map(|e| match e {
+            Event::Person(p) => Some(Either::Left((p.id, p.name))),
+            Event::Auction(a) => Some(Either::Right(a.seller)),
+            Event::Bid(_) => None,
         })
-        .process("q8-new-users", |_| NewUsers::default())
+        .split();
+    persons
+        .key_by(|p: &(i64, String)| p.0)
+        .window_join(sellers.key_by(|s: &i64| *s), TumblingWindows::of(WINDOW))
+        .named("q8-join")
+        .co_group()
+        .flat_map(|g| {
+            let start = g.window.start.0;
+            let (mut persons, auctions) = g.value;
+            if auctions.is_empty() {
+                persons.clear();
+            }
+            persons.sort_unstable();
+            persons.dedup();
+            persons.into_iter().map(move |(id, name)| Q8Row {
+                id,
+                name,
+                window_start: start,
+            })
+        })
 }
 
 fn to_state<S: Serialize>(state: &S) -> Result<Option<Vec<u8>>, BoxError> {
@@ -258,81 +304,6 @@ fn from_state<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, BoxError> {
 /// (De)serializes a hash map as a list of pairs (JSON map keys must be strings).
 fn pairs<K: Clone, V: Clone>(m: &FxHashMap<K, V>) -> Vec<(K, V)> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-/// One person's side of the q3 join.
-#[derive(Clone, Default, Serialize, Deserialize)]
-struct SellerSide {
-    /// (name, city, state) once the person has arrived.
-    person: Option<(String, String, String)>,
-    /// Auctions that arrived before their seller.
-    waiting: Vec<i64>,
-}
-
-/// q3's keyed join: persons and auctions meet on the person id.
-#[derive(Default)]
-struct SellerJoin {
-    sellers: FxHashMap<i64, SellerSide>,
-}
-
-impl Operator for SellerJoin {
-    type In = Event;
-    type Out = Q3Row;
-
-    fn process(
-        &mut self,
-        batch: Vec<Record<Event>>,
-        out: &mut Collector<Q3Row>,
-    ) -> Result<(), BoxError> {
-        for r in batch {
-            let ts = r.timestamp;
-            match r.value {
-                Event::Person(p) => {
-                    let side = self.sellers.entry(p.id).or_default();
-                    for id in side.waiting.drain(..) {
-                        out.emit(Record::new(
-                            Q3Row {
-                                name: p.name.clone(),
-                                city: p.city.clone(),
-                                state: p.state.clone(),
-                                id,
-                            },
-                            ts,
-                        ));
-                    }
-                    side.waiting.shrink_to_fit();
-                    side.person = Some((p.name, p.city, p.state));
-                }
-                Event::Auction(a) => {
-                    let side = self.sellers.entry(a.seller).or_default();
-                    match &side.person {
-                        Some((name, city, state)) => out.emit(Record::new(
-                            Q3Row {
-                                name: name.clone(),
-                                city: city.clone(),
-                                state: state.clone(),
-                                id: a.id,
-                            },
-                            ts,
-                        )),
-                        None => side.waiting.push(a.id),
-                    }
-                }
-                Event::Bid(_) => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
-        to_state(&pairs(&self.sellers))
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
-        let v: Vec<(i64, SellerSide)> = from_state(state)?;
-        self.sellers = v.into_iter().collect();
-        Ok(())
-    }
 }
 
 /// A closed auction and its winning price (q4, q6).
@@ -759,99 +730,5 @@ impl Aggregator<Bid> for HighestBids {
 
     fn finish(&self, acc: &Vec<BidRow>) -> Vec<BidRow> {
         acc.clone()
-    }
-}
-
-#[derive(Clone, Default, Serialize, Deserialize)]
-struct Pair {
-    name: Option<String>,
-    auction: bool,
-    emitted: bool,
-}
-
-/// q8's keyed operator: per window start and person id, whether the person joined and whether
-/// they opened an auction; emits once when both are true.
-#[derive(Default)]
-struct NewUsers {
-    windows: BTreeMap<i64, FxHashMap<i64, Pair>>,
-    watermark: i64,
-}
-
-impl Operator for NewUsers {
-    type In = Event;
-    type Out = Q8Row;
-
-    fn process(
-        &mut self,
-        batch: Vec<Record<Event>>,
-        out: &mut Collector<Q8Row>,
-    ) -> Result<(), BoxError> {
-        for r in batch {
-            let (id, t) = match &r.value {
-                Event::Person(p) => (p.id, p.date_time),
-                Event::Auction(a) => (a.seller, a.date_time),
-                Event::Bid(_) => continue,
-            };
-            let start = t - t.rem_euclid(WINDOW_MS);
-            if start + WINDOW_MS - 1 <= self.watermark {
-                continue; // late: its window is closed
-            }
-            let pair = self
-                .windows
-                .entry(start)
-                .or_default()
-                .entry(id)
-                .or_default();
-            match r.value {
-                Event::Person(p) => pair.name = Some(p.name),
-                _ => pair.auction = true,
-            }
-            if pair.auction && !pair.emitted {
-                if let Some(name) = &pair.name {
-                    pair.emitted = true;
-                    out.emit(Record::new(
-                        Q8Row {
-                            id,
-                            name: name.clone(),
-                            window_start: start,
-                        },
-                        EventTime(start + WINDOW_MS - 1),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn on_watermark(
-        &mut self,
-        watermark: EventTime,
-        _out: &mut Collector<Q8Row>,
-    ) -> Result<(), BoxError> {
-        self.watermark = self.watermark.max(watermark.0);
-        while let Some(entry) = self.windows.first_entry() {
-            if *entry.key() + WINDOW_MS - 1 > self.watermark {
-                break;
-            }
-            entry.remove();
-        }
-        Ok(())
-    }
-
-    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
-        let windows: Vec<(i64, Vec<(i64, Pair)>)> =
-            self.windows.iter().map(|(s, m)| (*s, pairs(m))).collect();
-        to_state(&(windows, self.watermark))
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
-        type State = (Vec<(i64, Vec<(i64, Pair)>)>, i64);
-        let (windows, watermark): State = from_state(state)?;
-        self.windows = windows
-            .into_iter()
-            .map(|(s, v)| (s, v.into_iter().collect()))
-            .collect();
-        self.watermark = watermark;
-        Ok(())
     }
 }
