@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::*;
-use watershed_operators::prelude::*;
+use watershed_operators::{prelude::*, IntervalJoin};
 
 const KEYS: u64 = 1_000;
 const BATCH: usize = 1024;
@@ -214,6 +214,87 @@ fn pipeline(rt: &tokio::runtime::Runtime, records: u64) -> (Duration, u64) {
     })
 }
 
+/// The join operator, recording the most elements it ever buffered.
+struct Tracked {
+    join: IntervalJoin<u64, u64, u64>,
+    peak: Arc<AtomicU64>,
+}
+
+impl Tracked {
+    fn note(&self) {
+        self.peak
+            .fetch_max(self.join.buffered() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Operator for Tracked {
+    type In = Either<u64, u64>;
+    type Out = (u64, Option<u64>);
+    fn process(
+        &mut self,
+        batch: Batch<Either<u64, u64>>,
+        out: &mut Collector<(u64, Option<u64>)>,
+    ) -> Result<(), BoxError> {
+        self.join.process(batch, out)?;
+        self.note();
+        Ok(())
+    }
+    fn on_watermark(
+        &mut self,
+        watermark: EventTime,
+        out: &mut Collector<(u64, Option<u64>)>,
+    ) -> Result<(), BoxError> {
+        self.join.on_watermark(watermark, out)
+    }
+}
+
+/// The same join as [`pipeline`], spelled out (tag, union, key, the operator) so the
+/// operator's peak state can be read: (results, peak buffered elements).
+fn pipeline_tracked(rt: &tokio::runtime::Runtime, records: u64) -> (Duration, u64, u64) {
+    rt.block_on(async {
+        let results = Arc::new(AtomicU64::new(0));
+        let peak = Arc::new(AtomicU64::new(0));
+        let p = Pipeline::new(
+            PipelineConfig::new("bench-join-tracked")
+                .checkpoint_store(CheckpointStore::memory())
+                .without_periodic_checkpoints()
+                .parallelism(1)
+                .handle_signals(false),
+        );
+        let strategy = || WatermarkStrategy::bounded_out_of_orderness(DELAY);
+        let l = p
+            .source("left", left(records), strategy())
+            .map(Either::Left);
+        let r = p
+            .source("right", right(records), strategy())
+            .map(Either::Right);
+        let key_of = |e: &Either<u64, u64>| match e {
+            Either::Left(v) | Either::Right(v) => key(v),
+        };
+        let peak2 = peak.clone();
+        l.union(r)
+            .key_by(key_of)
+            .process("join", move |_| Tracked {
+                join: IntervalJoin::new(Arc::new(key_of), LOWER, UPPER),
+                peak: peak2.clone(),
+            })
+            .filter_map(|(l, r): (u64, Option<u64>)| r.map(|r| (l, r)))
+            .sink(
+                "discard",
+                Discard {
+                    results: results.clone(),
+                },
+            );
+        let t = Instant::now();
+        p.run().await.expect("pipeline runs");
+        (
+            t.elapsed(),
+            results.load(Ordering::Relaxed),
+            peak.load(Ordering::Relaxed),
+        )
+    })
+}
+
 /// (user + system CPU seconds, peak RSS in MiB) of this process so far, from /proc.
 fn usage() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -306,19 +387,25 @@ fn main() {
         println!("note: spread above 10%: rerun on a quieter machine");
     }
 
-    // Peak RSS by input size: bounded state means 10 M records peak like 1 M.
+    // Peak RSS and peak join state by input size: bounded state means 10 M records peak like
+    // 1 M. The state holds the interval plus the watermark delay plus however far one input
+    // runs ahead of the other (nothing aligns the two sources), so it varies with scheduling.
     let mut rss = Vec::new();
     for n in [1_000_000u64, 10_000_000] {
         reset_peak_rss();
-        let (t, results) = pipeline(&rt, n);
+        let (t, results, state) = pipeline_tracked(&rt, n);
         let (_, peak) = usage();
         println!(
-            "{name}: {n} records, {results} pairs in {:.1} s, peak RSS {peak:.1} MiB",
+            "{name}: {n} records, {results} pairs in {:.1} s, peak RSS {peak:.1} MiB, peak state {state} elements",
             t.as_secs_f64()
         );
-        rss.push((n, peak));
+        rss.push((n, peak, state));
     }
-    println!("{name}: peak RSS 10 M / 1 M = {:.2}", rss[1].1 / rss[0].1);
+    println!(
+        "{name}: 10 M / 1 M: peak RSS {:.2}, peak state {:.2}",
+        rss[1].1 / rss[0].1,
+        rss[1].2 as f64 / rss[0].2 as f64
+    );
 
     let per_cpu_s = records as f64 * pairs as f64 / pipe_cpu.max(1e-9);
     println!();
