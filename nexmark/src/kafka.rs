@@ -92,13 +92,10 @@ fn kafka_err<'a>(what: &'static str, topic: &'a str) -> impl FnOnce(RdError) -> 
     }
 }
 
-/// Deletes and recreates the topic (retention unlimited: the events' timestamps are their
-/// `dateTime`, which may be older than any retention), then writes the events as JSON with the
-/// record timestamp set to the event's `dateTime`. Returns once every event is acknowledged.
-pub async fn load(generator: &NexmarkGenerator, config: &LoadConfig) -> Result<u64, LoadError> {
-    let topic = config.topic.as_str();
+/// Deletes `topic`; a topic that does not exist is fine.
+pub async fn delete_topic(brokers: &str, topic: &str) -> Result<(), LoadError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+        .set("bootstrap.servers", brokers)
         .create()
         .map_err(kafka_err("admin client", topic))?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -113,6 +110,20 @@ pub async fn load(generator: &NexmarkGenerator, config: &LoadConfig) -> Result<u
             }
         }
     }
+    Ok(())
+}
+
+/// Deletes and recreates the topic (retention unlimited: the events' timestamps are their
+/// `dateTime`, which may be older than any retention), then writes the events as JSON with the
+/// record timestamp set to the event's `dateTime`. Returns once every event is acknowledged.
+pub async fn load(generator: &NexmarkGenerator, config: &LoadConfig) -> Result<u64, LoadError> {
+    let topic = config.topic.as_str();
+    delete_topic(&config.brokers, topic).await?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()
+        .map_err(kafka_err("admin client", topic))?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     // Deletion completes asynchronously on the broker: retry creation while it finishes.
     let new_topic = || {
         NewTopic::new(topic, config.partitions, TopicReplication::Fixed(1))

@@ -437,8 +437,7 @@ fn a_query_over_the_kafka_topic_equals_the_same_query_in_process() {
         .await
         .unwrap();
         assert_eq!(loaded, EVENTS);
-        for q in ["q3", "q5", "q6"] {
-            let q: Query = q.parse().unwrap();
+        for q in Query::all() {
             let from_kafka = harness::run(
                 q,
                 &Input::Kafka {
@@ -463,9 +462,12 @@ fn a_query_over_the_kafka_topic_equals_the_same_query_in_process() {
             .unwrap();
             assert_eq!(from_kafka.events, EVENTS);
             assert_eq!(from_kafka.checksum, in_process.checksum, "{q}");
-            if q.number() != 6 {
+            // q4 and q6 emit updates whenever event time advances, which depends on batching;
+            // their checksums cover the final row per key.
+            if !matches!(q.number(), 4 | 6) {
                 assert_eq!(from_kafka.results, in_process.results, "{q}");
             }
         }
+        kafka::delete_topic(&brokers, &topic).await.unwrap();
     });
 }
