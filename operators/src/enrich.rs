@@ -35,7 +35,7 @@ use watershed_core::{BoxError, Collector, DeadLetter, Operator, Record, Stream};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TableFormat {
-    /// CSV with a header row; columns map to the row type's fields by name.
+    /// CSV with a header row; columns map to the row type's fields by name; fields are trimmed.
     Csv,
     /// One JSON object per line; blank lines are skipped.
     JsonLines,
@@ -420,6 +420,21 @@ pub struct Enrich<T, K, V> {
 }
 
 impl<T, K, V> Enrich<T, K, V> {
+    /// An operator enriching from `table` by `key` (what [`EnrichOps::enrich`] adds; build it
+    /// directly to drive it in tests or wrap it in an operator of your own).
+    pub fn new(
+        table: &ReferenceTable<K, V>,
+        key: impl Fn(&T) -> K + Send + 'static,
+        on_missing: MissingKey,
+    ) -> Self {
+        Enrich {
+            table: table.shared.clone(),
+            key: Box::new(key),
+            on_missing,
+            missing: 0,
+        }
+    }
+
     /// Records whose key the table did not hold.
     pub fn missing_keys(&self) -> u64 {
         self.missing
@@ -512,14 +527,6 @@ impl<T: Send + 'static> EnrichOps<T> for Stream<T> {
         F: Fn(&T) -> K + Send + 'static,
     {
         let name = self.auto_name("enrich");
-        self.apply(
-            &name,
-            Enrich {
-                table: table.shared.clone(),
-                key: Box::new(key),
-                on_missing,
-                missing: 0,
-            },
-        )
+        self.apply(&name, Enrich::new(table, key, on_missing))
     }
 }

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use watershed_core::connectors::{CollectSink, GeneratorSource};
 use watershed_core::*;
-use watershed_operators::{prelude::*, MissingKey, ReferenceError, ReferenceTable, TableFormat};
+use watershed_operators::{
+    prelude::*, Enrich, MissingKey, ReferenceError, ReferenceTable, TableFormat,
+};
 
 #[derive(Deserialize)]
 struct PageRow {
@@ -262,6 +264,68 @@ async fn missing_keys_follow_the_policy() {
     let first: Click = serde_json::from_slice(&dead[0].payload).unwrap();
     assert!(first.n % 10 >= 5);
     assert!(dead[0].reason.contains("pages.csv"), "{}", dead[0].reason);
+}
+
+/// Rule: while the table is replaced over and over in the background, every batch is
+/// enriched from exactly one version, and versions never go backwards from batch to batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_swaps_never_mix_versions_within_a_batch() {
+    const PAGES: u32 = 200;
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    put(&store, "pages.csv", csv("v0", PAGES)).await;
+    let table = ReferenceTable::builder(store.clone(), "pages.csv")
+        .refresh_every(Duration::from_millis(1))
+        .load(entry)
+        .await
+        .unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for v in 1..=9 {
+                put(&store, "pages.csv", csv(&format!("v{v}"), PAGES)).await;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    let mut op = Enrich::new(&table, |c: &Click| c.page.clone(), MissingKey::DeadLetter);
+    let mut last = 0u32;
+    let mut batches = 0u64;
+    // Until the last version is in: the loop waits for the event, not for a time.
+    while last < 9 {
+        let batch = (0..PAGES as u64)
+            .map(|n| {
+                Record::new(
+                    Click {
+                        page: format!("/p{n}"),
+                        n,
+                    },
+                    EventTime(0),
+                )
+            })
+            .collect();
+        let mut out = Collector::default();
+        op.process(batch, &mut out).unwrap();
+        let (records, rejected) = out.take();
+        assert!(rejected.is_empty());
+        let versions: BTreeSet<u32> = records
+            .iter()
+            .map(|r| {
+                let v = r.value.1.as_deref().unwrap();
+                v[1..v.find('-').unwrap()].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(
+            versions.len(),
+            1,
+            "batch {batches} mixed versions {versions:?}"
+        );
+        let v = *versions.first().unwrap();
+        assert!(v >= last, "version went back from {last} to {v}");
+        last = v;
+        batches += 1;
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
 }
 
 fn env_or(name: &str, default: &str) -> String {
