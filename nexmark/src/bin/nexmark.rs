@@ -5,11 +5,13 @@
 //! nexmark run --query qN --source generator|kafka [--brokers B --topic T] --events N [--output FILE]
 //!             [--rate 10000000] [--seed 42] [--splits 1]
 //! nexmark generate --events N [--rate 10000000] [--seed 42]
+//! nexmark delete --brokers 127.0.0.1:9092 --topic T
 //! ```
 //! `load` deletes and recreates the topic and writes N events as JSON; `run` runs one query until
 //! all N events are processed and every window has fired, then prints the `NEXMARK …` and
 //! `BENCH …` lines (events per CPU-second of this process, `getrusage` user + sys);
-//! `generate` only generates and drops the events: the cost floor of the in-process figures.
+//! `generate` only generates and drops the events: the cost floor of the in-process figures;
+//! `delete` removes a loaded topic.
 
 use std::path::PathBuf;
 use watershed_nexmark::generator::{GeneratorConfig, NexmarkGenerator};
@@ -96,6 +98,10 @@ async fn main_inner(a: Args) -> Result<(), Box<dyn std::error::Error + Send + Sy
             println!("{}", report.nexmark_line());
             println!("{}", report.bench_line());
         }
+        "delete" => {
+            kafka::delete_topic(&a.brokers, &a.topic).await?;
+            println!("DELETED topic={}", a.topic);
+        }
         "generate" => {
             // The floor under every in-process figure: generating the events and dropping them.
             let cpu0 = harness::process_cpu_seconds();
@@ -109,7 +115,9 @@ async fn main_inner(a: Args) -> Result<(), Box<dyn std::error::Error + Send + Sy
                 a.events as f64 / cpu_s.max(1e-9)
             );
         }
-        other => return Err(format!("unknown command `{other}` (load, run or generate)").into()),
+        other => {
+            return Err(format!("unknown command `{other}` (load, run, generate or delete)").into())
+        }
     }
     Ok(())
 }
