@@ -224,6 +224,9 @@ impl Source for BoundedKafkaSource {
         }
         match self.inner.poll(max_wait).await? {
             SourceEvent::Batch { split, mut records } => {
+                // Records past the N-th are dropped; the inner position already counts them,
+                // which only matters to a checkpoint taken after this batch, and the run ends
+                // with it.
                 if records.len() as u64 > self.remaining {
                     records.truncate(self.remaining as usize);
                 }
