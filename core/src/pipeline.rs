@@ -34,6 +34,7 @@ pub struct PipelineConfig {
     pub(crate) error_policy: Option<ErrorPolicy>,
     pub(crate) handle_signals: bool,
     pub(crate) allow_non_restored_state: bool,
+    pub(crate) watermark_alignment: Option<Duration>,
 }
 
 impl PipelineConfig {
@@ -50,6 +51,7 @@ impl PipelineConfig {
             error_policy: None,
             handle_signals: true,
             allow_non_restored_state: false,
+            watermark_alignment: None,
         }
     }
 
@@ -115,6 +117,21 @@ impl PipelineConfig {
     /// because a renamed sink would silently lose its pending output).
     pub fn allow_non_restored_state(mut self, allow: bool) -> Self {
         self.allow_non_restored_state = allow;
+        self
+    }
+
+    /// Watermark alignment (default off): where streams meet (a union, a join, a keyed
+    /// operator fed by several upstream tasks), an input whose watermark is more than
+    /// `max_drift` ahead of the combined watermark is not read until the others catch up. The
+    /// fast input's channel fills and its source stops polling, so an input that runs ahead
+    /// waits at the broker instead of in a join's or window's state: state stays bounded by
+    /// the drift even when one source is much faster than the other (Flink's
+    /// `withWatermarkAlignment`). Inputs are never held while a checkpoint barrier is being
+    /// aligned. A slow input holds the others back until it goes idle, so give its
+    /// [`WatermarkStrategy`](crate::WatermarkStrategy) an idleness timeout when it can fall
+    /// silent.
+    pub fn watermark_alignment(mut self, max_drift: Duration) -> Self {
+        self.watermark_alignment = Some(max_drift);
         self
     }
 }
@@ -592,7 +609,7 @@ impl<T: Send + 'static> Stream<T> {
     }
 
     fn take_inputs(&mut self) -> Inputs<T> {
-        Inputs::new(self.materialize())
+        Inputs::aligned(self.materialize(), self.config.watermark_alignment)
     }
 
     /// The pipeline's configuration.

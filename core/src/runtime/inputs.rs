@@ -1,5 +1,6 @@
 //! The receiving side of every task: merges one or more input channels, aligns checkpoint
-//! barriers across them (C1) and combines their watermarks (T3).
+//! barriers across them (C1), combines their watermarks (T3) and, when configured, holds back
+//! an input whose event time runs too far ahead of the others (watermark alignment).
 
 use crate::checkpoint::CheckpointId;
 use crate::message::Message;
@@ -7,6 +8,7 @@ use crate::time::EventTime;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 
 #[derive(Debug, Clone, Copy)]
@@ -25,9 +27,14 @@ struct InputState {
 ///   it strictly increases; when every open input is idle, the maximum is emitted followed by
 ///   `Idle` (Flink's `StatusWatermarkValve`).
 /// - A closed input no longer counts for either rule; `None` once every input is closed.
+/// - With a maximum drift, an input whose watermark is more than the drift ahead of the output
+///   watermark is not read until the output catches up, so a fast input waits in its bounded
+///   channel (and its source stops) instead of filling a join's or window's state. Never while
+///   a barrier is being aligned: the held input may be the one whose barrier is awaited.
 pub(crate) struct Inputs<T> {
     rxs: Vec<Receiver<Message<T>>>,
     state: Vec<InputState>,
+    max_drift: Option<i64>,
     aligning: Option<CheckpointId>,
     arrived: usize,
     out_watermark: EventTime,
@@ -37,6 +44,17 @@ pub(crate) struct Inputs<T> {
 }
 
 impl<T> Inputs<T> {
+    /// Inputs that hold back an input running more than `max_drift` ahead (see the type's docs);
+    /// `None` reads every input as soon as it has data.
+    pub(crate) fn aligned(rxs: Vec<Receiver<Message<T>>>, max_drift: Option<Duration>) -> Self {
+        let mut inputs = Inputs::new(rxs);
+        // A single input has nobody to wait for.
+        if inputs.rxs.len() > 1 {
+            inputs.max_drift = max_drift.map(|d| d.as_millis().min(i64::MAX as u128) as i64);
+        }
+        inputs
+    }
+
     pub(crate) fn new(rxs: Vec<Receiver<Message<T>>>) -> Self {
         let state = vec![
             InputState {
@@ -50,6 +68,7 @@ impl<T> Inputs<T> {
         Inputs {
             rxs,
             state,
+            max_drift: None,
             aligning: None,
             arrived: 0,
             out_watermark: EventTime::MIN,
@@ -77,7 +96,7 @@ impl<T> Inputs<T> {
             let mut progressed = false;
             for k in 0..n {
                 let i = (self.next + k) % n;
-                if self.state[i].closed || self.state[i].blocked {
+                if self.state[i].closed || self.state[i].blocked || self.too_far_ahead(i) {
                     continue;
                 }
                 match self.rxs[i].poll_recv(cx) {
@@ -106,6 +125,19 @@ impl<T> Inputs<T> {
                 return Poll::Ready(None);
             }
             return Poll::Pending;
+        }
+    }
+
+    /// Input `i` is held back: alignment is on, no barrier is being aligned, and its watermark
+    /// is more than the drift ahead of the output watermark. Held inputs are not polled, so
+    /// they register no waker; whatever moves the output watermark arrives on another input,
+    /// or the last other input closes or goes idle, and each of those wakes this task.
+    fn too_far_ahead(&self, i: usize) -> bool {
+        match self.max_drift {
+            Some(drift) if self.aligning.is_none() => {
+                self.state[i].watermark.0 > self.out_watermark.0.saturating_add(drift)
+            }
+            _ => false,
         }
     }
 
@@ -304,5 +336,130 @@ mod tests {
             inputs.next().await,
             Some(Message::Watermark(EventTime(400)))
         ));
+    }
+
+    fn aligned(n: usize, drift_ms: u64) -> (Vec<mpsc::Sender<Message<u32>>>, Inputs<u32>) {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(16)).unzip();
+        let inputs = Inputs::aligned(rxs, Some(std::time::Duration::from_millis(drift_ms)));
+        (txs, inputs)
+    }
+
+    async fn nothing_ready(inputs: &mut Inputs<u32>) -> bool {
+        tokio::time::timeout(std::time::Duration::from_millis(50), inputs.next())
+            .await
+            .is_err()
+    }
+
+    #[tokio::test]
+    async fn alignment_holds_an_input_more_than_the_drift_ahead_until_the_others_catch_up() {
+        let (txs, mut inputs) = aligned(2, 100);
+        txs[0]
+            .send(Message::Watermark(EventTime(1_000)))
+            .await
+            .unwrap();
+        txs[0].send(data(1_001)).await.unwrap();
+        // Input 1 has no watermark yet: input 0 is far ahead, its data must wait.
+        assert!(
+            nothing_ready(&mut inputs).await,
+            "data of the fast input overtook"
+        );
+        txs[1]
+            .send(Message::Watermark(EventTime(850)))
+            .await
+            .unwrap();
+        // 1 000 is still 150 ahead of 850: held.
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Watermark(EventTime(850)))
+        ));
+        assert!(
+            nothing_ready(&mut inputs).await,
+            "held at 150 ahead with a drift of 100"
+        );
+        txs[1]
+            .send(Message::Watermark(EventTime(900)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Watermark(EventTime(900)))
+        ));
+        // Now exactly the drift ahead: released.
+        assert_eq!(values(&inputs.next().await.unwrap()), Some(1_001));
+    }
+
+    #[tokio::test]
+    async fn alignment_never_holds_an_input_whose_barrier_is_awaited() {
+        let (txs, mut inputs) = aligned(2, 100);
+        txs[0]
+            .send(Message::Watermark(EventTime(1_000)))
+            .await
+            .unwrap();
+        txs[0].send(data(1)).await.unwrap();
+        txs[0]
+            .send(Message::Barrier(CheckpointId(3)))
+            .await
+            .unwrap();
+        txs[1]
+            .send(Message::Barrier(CheckpointId(3)))
+            .await
+            .unwrap();
+        // Input 0 is held, but once input 1's barrier arrives input 0 must be read up to its
+        // own barrier, or the checkpoint would never complete.
+        assert_eq!(values(&inputs.next().await.unwrap()), Some(1));
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Barrier(CheckpointId(3)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn alignment_releases_a_held_input_when_the_slow_one_goes_idle_or_closes() {
+        let (mut txs, mut inputs) = aligned(3, 100);
+        txs[0]
+            .send(Message::Watermark(EventTime(5_000)))
+            .await
+            .unwrap();
+        txs[0].send(data(7)).await.unwrap();
+        txs[1]
+            .send(Message::Watermark(EventTime(10)))
+            .await
+            .unwrap();
+        txs[2]
+            .send(Message::Watermark(EventTime(20)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Watermark(EventTime(10)))
+        ));
+        assert!(nothing_ready(&mut inputs).await);
+        txs[1].send(Message::Idle).await.unwrap();
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Watermark(EventTime(20)))
+        ));
+        assert!(
+            nothing_ready(&mut inputs).await,
+            "input 2 still holds event time"
+        );
+        drop(txs.pop()); // input 2 closes
+        assert!(matches!(
+            inputs.next().await,
+            Some(Message::Watermark(EventTime(5_000)))
+        ));
+        assert_eq!(values(&inputs.next().await.unwrap()), Some(7));
+    }
+
+    #[tokio::test]
+    async fn without_alignment_a_fast_input_is_read_at_once() {
+        let (a_tx, a_rx) = mpsc::channel(16);
+        let (_b_tx, b_rx) = mpsc::channel::<Message<u32>>(16);
+        let mut inputs = Inputs::aligned(vec![a_rx, b_rx], None);
+        a_tx.send(Message::Watermark(EventTime(1_000_000)))
+            .await
+            .unwrap();
+        a_tx.send(data(1)).await.unwrap();
+        assert_eq!(values(&inputs.next().await.unwrap()), Some(1));
     }
 }
