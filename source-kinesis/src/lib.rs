@@ -38,6 +38,6 @@ pub use sink::{
 };
 pub use source::{
     KinesisPosition, KinesisSource, KinesisSourceBuilder, ShardPosition, SourceOptions,
-    StartPosition,
+    StartPosition, LATEST_CLOCK_ALLOWANCE_MS,
 };
 pub use stats::KinesisStats;

@@ -27,6 +27,29 @@ const MIN_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// GetRecords returns at most 10,000 records per call.
 const MAX_RECORDS_PER_CALL: i32 = 10_000;
 
+/// How far before the moment a shard was opened at LATEST its replayable start lies (ms).
+///
+/// The first run reads from Kinesis' own LATEST; a restore reads from `AT_TIMESTAMP` of this
+/// host's clock at open, minus this allowance, so that a host clock running ahead of Kinesis by
+/// up to a second still skips nothing. The price: a restore from a checkpoint taken before the
+/// shard returned anything may also read records that arrived up to a second before the first
+/// open — records no run returned before, so nothing is repeated.
+pub const LATEST_CLOCK_ALLOWANCE_MS: i64 = 1_000;
+
+/// Milliseconds since the epoch on this host.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The replayable form of "LATEST, as of now".
+fn resolve_latest() -> ShardPosition {
+    ShardPosition::Start(StartPosition::AtTimestamp(
+        now_millis().saturating_sub(LATEST_CLOCK_ALLOWANCE_MS),
+    ))
+}
+
 /// Where to start reading a shard that has no checkpointed position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,7 +57,10 @@ const MAX_RECORDS_PER_CALL: i32 = 10_000;
 pub enum StartPosition {
     /// The oldest record still retained.
     TrimHorizon,
-    /// Only records written after the source opened (closed shards are skipped).
+    /// Only records written after the source opened (closed shards are skipped). The moment a
+    /// shard is first opened this way is kept in the position as `AtTimestamp` (minus
+    /// [`LATEST_CLOCK_ALLOWANCE_MS`]), so a restore from a checkpoint taken before the shard
+    /// returned a record resumes there instead of at a new LATEST, and skips nothing.
     Latest,
     /// The first record that arrived at or after this time (ms since the epoch).
     AtTimestamp(i64),
@@ -191,6 +217,9 @@ struct ShardInfo {
     closed: bool,
     split: Arc<SplitRef>,
     state: ShardState,
+    /// Opened at LATEST in this run: the reader asks for a LATEST iterator while the position
+    /// already holds the replayable `AtTimestamp` it was resolved to (see `resolve_latest`).
+    latest: bool,
 }
 
 #[derive(Debug)]
@@ -368,6 +397,15 @@ impl KinesisSource {
     }
 
     fn add_shard(&mut self, id: &str, parents: Vec<String>, closed: bool, fresh: bool) {
+        let mut latest = false;
+        // A checkpoint written before LATEST was resolved (older versions) still says LATEST:
+        // resolve it now, which is the best that can be done for it.
+        if let Some(p @ ShardPosition::Start(StartPosition::Latest)) =
+            self.position.shards.get_mut(id)
+        {
+            *p = resolve_latest();
+            latest = true;
+        }
         if !self.position.shards.contains_key(id) {
             let start = if fresh {
                 match self.options.start {
@@ -375,6 +413,13 @@ impl KinesisSource {
                     // open descendants start at LATEST too (they were listed in this first
                     // discovery, so they are `fresh`), as the KCL does for LATEST.
                     StartPosition::Latest if closed => ShardPosition::Finished,
+                    // The position must not say LATEST: a checkpoint taken before the shard
+                    // returned a record would restart at a new LATEST and skip everything
+                    // written while the pipeline was down.
+                    StartPosition::Latest => {
+                        latest = true;
+                        resolve_latest()
+                    }
                     start => ShardPosition::Start(start),
                 }
             } else {
@@ -397,6 +442,7 @@ impl KinesisSource {
                 closed,
                 split,
                 state,
+                latest,
             },
         );
     }
@@ -419,16 +465,19 @@ impl KinesisSource {
             .map(|(id, _)| id.clone())
             .collect();
         for id in ready {
-            let start = self
-                .position
-                .shards
-                .get(&id)
-                .cloned()
-                .unwrap_or(ShardPosition::Start(StartPosition::TrimHorizon));
             let Ok(client) = self.client().cloned() else {
                 return;
             };
             let info = self.shards.get_mut(&id).expect("ready shard is known");
+            let start = if info.latest {
+                ShardPosition::Start(StartPosition::Latest)
+            } else {
+                self.position
+                    .shards
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or(ShardPosition::Start(StartPosition::TrimHorizon))
+            };
             let reader = ShardReader {
                 client,
                 stream: self.stream.clone(),

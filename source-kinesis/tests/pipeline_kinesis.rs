@@ -637,3 +637,66 @@ async fn sink_explicit_hash_key_chooses_the_shard() {
     }
     stream.delete().await;
 }
+
+/// N2 + property 8 with LATEST: a shard opened at LATEST whose checkpoint was taken before it
+/// returned any record resumes, after a restore, from the moment it was first opened — not at
+/// a new LATEST. Every record written while the pipeline was down is read, and none written
+/// (well) before the first start, so the fix is not "restart at TRIM_HORIZON".
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn latest_checkpointed_before_any_record_resumes_from_the_first_open_not_a_new_latest() {
+    use watershed_source_kinesis::{StartPosition, LATEST_CLOCK_ALLOWANCE_MS};
+    let stream = TestStream::create("ws-latest-restore", 2).await;
+    write(aws(), &stream.name, &keyed_records(50, 8, 0)).await;
+    // Older than the resolved start minus its clock allowance.
+    tokio::time::sleep(std::time::Duration::from_millis(
+        LATEST_CLOCK_ALLOWANCE_MS as u64 + 1_500,
+    ))
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = CheckpointStore::local(dir.path()).expect("checkpoint store");
+    let collected = CollectSink::new();
+    let latest = || {
+        KinesisSource::builder(&stream.name)
+            .aws(aws())
+            .start_position(StartPosition::Latest)
+            .build()
+    };
+
+    // First run: opens both shards at LATEST, checkpoints while nothing arrives, stops.
+    let p = Pipeline::new(pipeline_config("latest-restore", &store));
+    let shutdown = p.shutdown_handle();
+    p.source("kinesis", latest(), WatermarkStrategy::none())
+        .apply("describe", describe())
+        .sink("collect", collected.clone());
+    let first = tokio::spawn(p.run());
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    shutdown.shutdown();
+    let first = tokio::time::timeout(TIMEOUT, first)
+        .await
+        .expect("graceful stop finishes")
+        .expect("pipeline task")
+        .expect("first run");
+    assert!(
+        first.last_checkpoint.is_some(),
+        "the stop took a checkpoint"
+    );
+    assert_eq!(first.records_in, 0, "nothing was written after the open");
+
+    // Written while the pipeline is down.
+    let down = keyed_records(200, 8, 50);
+    assert_eq!(write(aws(), &stream.name, &down).await, 200);
+    let second = read("latest-restore", &store, latest(), &collected, |n| n >= 200).await;
+    assert_eq!(second.records_in, 200);
+    let seen = collected.values();
+    assert_once_and_ordered(&seen, 200);
+    let mut read: Vec<&str> = seen.iter().map(|s| s.3.as_str()).collect();
+    read.sort_unstable();
+    let mut expected: Vec<&str> = down.iter().map(|(_, v)| v.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(
+        read, expected,
+        "exactly the records written while down are read"
+    );
+    stream.delete().await;
+}
