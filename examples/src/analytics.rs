@@ -1,12 +1,18 @@
 //! The analytics both architectures share, unchanged: parse the JSON clickstream, drop bots,
-//! count views and unique users per page per minute, and the error rate per minute.
+//! count views and unique users per page per minute, views per page category per minute (the
+//! category comes from a reference table in S3), and the error rate per minute.
 
 use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 use watershed_core::{EventTime, Record, Stream, TumblingWindows, Window};
-use watershed_operators::{prelude::*, Aggregator};
+use watershed_operators::{
+    prelude::*, Aggregator, Count, MissingKey, ReferenceError, ReferenceTable,
+};
 
 /// One click as producers write it (JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,10 +66,32 @@ pub struct ErrorRate {
     pub rate: f64,
 }
 
-/// The analytics' two outputs.
+/// Views of one page category in one minute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryStats {
+    /// The category, from the page → category reference table; [`UNKNOWN_CATEGORY`] for a
+    /// page the table does not list.
+    pub category: String,
+    /// Window start (ms).
+    pub window_start: i64,
+    /// Window end (ms, exclusive).
+    pub window_end: i64,
+    /// Views by people (bots excluded).
+    pub views: u64,
+}
+
+/// The category of pages the reference table does not list (they are counted, not dropped).
+pub const UNKNOWN_CATEGORY: &str = "unknown";
+
+/// The page → category reference table the analytics enrich clicks with.
+pub type PageCategories = ReferenceTable<String, String>;
+
+/// The analytics' outputs.
 pub struct Analytics {
     /// Per page and minute.
     pub page_stats: Stream<PageStats>,
+    /// Per page category and minute.
+    pub category_stats: Stream<CategoryStats>,
     /// Per minute.
     pub error_rates: Stream<ErrorRate>,
 }
@@ -122,13 +150,37 @@ pub fn minute() -> TumblingWindows {
 }
 
 /// The shared processing function: raw JSON bytes from any source in, statistics out.
-/// Undecodable events go to the pipeline's dead-letter sink with their reason.
-pub fn analytics(raw: Stream<Bytes>) -> Analytics {
+/// Undecodable events go to the pipeline's dead-letter sink with their reason. `categories`
+/// maps pages to categories; each batch is enriched from one version of it, so a table
+/// replaced in S3 mid-run changes the categories from one batch on, never half a batch.
+pub fn analytics(raw: Stream<Bytes>, categories: &PageCategories) -> Analytics {
     let events = raw
         .decode_json::<ClickEvent>()
         .filter(|e: &ClickEvent| !e.is_bot());
-    let mut copies = events.fan_out(2).into_iter();
-    let (for_pages, for_errors) = (copies.next().unwrap(), copies.next().unwrap());
+    let mut copies = events.fan_out(3).into_iter();
+    let (for_pages, for_categories, for_errors) = (
+        copies.next().unwrap(),
+        copies.next().unwrap(),
+        copies.next().unwrap(),
+    );
+    let category_stats = for_categories
+        .enrich(
+            categories,
+            |e: &ClickEvent| e.page.clone(),
+            MissingKey::PassThrough,
+        )
+        .map(|(_, category): (ClickEvent, Option<String>)| {
+            category.unwrap_or_else(|| UNKNOWN_CATEGORY.to_string())
+        })
+        .key_by(|category: &String| category.clone())
+        .window(minute())
+        .aggregate_named("category-stats", Count)
+        .map(|r| CategoryStats {
+            category: r.key,
+            window_start: r.window.start.millis(),
+            window_end: r.window.end.millis(),
+            views: r.value,
+        });
     let page_stats = for_pages
         .key_by(|e: &ClickEvent| e.page.clone())
         .window(minute())
@@ -157,8 +209,59 @@ pub fn analytics(raw: Stream<Bytes>) -> Analytics {
         });
     Analytics {
         page_stats,
+        category_stats,
         error_rates,
     }
+}
+
+/// The categories the default reference table assigns, in turn, to `/page/0`, `/page/1`, ….
+pub const CATEGORIES: [&str; 5] = ["news", "sport", "shop", "docs", "blog"];
+
+/// The default page → category table as CSV (`page,category`): every page of `pages` except
+/// the last one, so the examples show a missing key ([`UNKNOWN_CATEGORY`]) as well.
+pub fn default_categories_csv(pages: u64) -> String {
+    let mut csv = String::from("page,category\n");
+    for p in 0..pages.saturating_sub(1) {
+        csv.push_str(&format!(
+            "/page/{p},{}\n",
+            CATEGORIES[p as usize % CATEGORIES.len()]
+        ));
+    }
+    csv
+}
+
+#[derive(Deserialize)]
+struct CategoryRow {
+    page: String,
+    category: String,
+}
+
+/// Loads the page → category table from `path` in `store` (CSV, JSON lines or Parquet by
+/// extension), refreshed every `refresh`. When the object does not exist yet, the default
+/// table ([`default_categories_csv`] for `pages` pages) is written first, with a conditional
+/// put so that two instances starting together cannot overwrite each other's or a user's
+/// table: the examples run on a fresh bucket, and a table put there by hand is what they use.
+pub async fn page_categories(
+    store: Arc<dyn ObjectStore>,
+    path: &str,
+    pages: u64,
+    refresh: Duration,
+) -> Result<PageCategories, ReferenceError> {
+    let location = Path::from(path);
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let body = Bytes::from(default_categories_csv(pages));
+    match store.put_opts(&location, body.into(), create).await {
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+        // Preconditions unsupported or not allowed: the load below says whether it exists.
+        Err(e) => eprintln!("analytics: could not create the default table {path}: {e}"),
+    }
+    ReferenceTable::builder(store, location)
+        .refresh_every(refresh)
+        .load(|row: CategoryRow| (row.page, row.category))
+        .await
 }
 
 /// Event time of a raw JSON click, read without decoding the whole event (sources assign event
@@ -283,6 +386,21 @@ impl ClickSpec {
                 format!("{{\"ts\":{},\"broken", self.start.0).into_bytes(),
             ),
         }
+    }
+
+    /// Reference result per category with the default table for `self.pages` pages:
+    /// (category, window start) → views, computed directly.
+    pub fn category_reference(&self) -> BTreeMap<(String, i64), u64> {
+        let mut acc = BTreeMap::new();
+        for ((page, window), (views, _)) in self.reference() {
+            let index: Option<u64> = page.strip_prefix("/page/").and_then(|i| i.parse().ok());
+            let category = match index {
+                Some(i) if i + 1 < self.pages => CATEGORIES[i as usize % CATEGORIES.len()],
+                _ => UNKNOWN_CATEGORY,
+            };
+            *acc.entry((category.to_string(), window)).or_default() += views;
+        }
+        acc
     }
 
     /// Reference result: (page, window start) → (views, unique users), computed directly.

@@ -1,14 +1,19 @@
 //! The shared analytics against a reference computed directly from the generated input,
-//! brokerless: bots dropped, late events dropped, malformed events dead-lettered.
+//! brokerless: bots dropped, late events dropped, malformed events dead-lettered, categories
+//! from the reference table (written to an in-memory object store, as the examples do in S3).
 
 use bytes::Bytes;
+use object_store::memory::InMemory;
+use std::sync::Arc;
 use std::time::Duration;
 use watershed_core::connectors::{CollectSink, GeneratorSource};
 use watershed_core::*;
-use watershed_examples::analytics::{analytics, event_time_of, ClickSpec, ErrorRate, PageStats};
+use watershed_examples::analytics::{
+    analytics, event_time_of, page_categories, CategoryStats, ClickSpec, ErrorRate, PageStats,
+};
 
 #[tokio::test]
-async fn analytics_counts_equal_the_reference_with_bots_late_and_malformed_events() {
+async fn analytics_counts_equal_the_reference_with_bots_late_and_malformed_events_and_categories() {
     let spec = ClickSpec {
         events: 30_000,
         late_every: 97,
@@ -30,8 +35,19 @@ async fn analytics_counts_equal_the_reference_with_bots_late_and_malformed_event
         WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
             .with_timestamps(event_time_of),
     );
-    let out = analytics(raw);
+    let categories = page_categories(
+        Arc::new(InMemory::new()),
+        "reference/page-categories.csv",
+        spec.pages,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(categories.current().len() as u64, spec.pages - 1);
+    let out = analytics(raw, &categories);
     let stats = CollectSink::<PageStats>::new();
+    let by_category = CollectSink::<CategoryStats>::new();
+    out.category_stats.sink("categories", by_category.clone());
     let rates = CollectSink::<ErrorRate>::new();
     let dead = CollectSink::<DeadLetter>::new();
     out.page_stats.sink("stats", stats.clone());
@@ -57,4 +73,15 @@ async fn analytics_counts_equal_the_reference_with_bots_late_and_malformed_event
     let requests: u64 = rates.values().iter().map(|r| r.requests).sum();
     let views: u64 = got.values().map(|v| v.0).sum();
     assert_eq!(requests, views, "error rates count the same requests");
+    let got_categories: std::collections::BTreeMap<(String, i64), u64> = by_category
+        .values()
+        .into_iter()
+        .map(|c| ((c.category, c.window_start), c.views))
+        .collect();
+    let expected = spec.category_reference();
+    assert!(
+        expected.keys().any(|(c, _)| c == "unknown"),
+        "the reference has pages missing from the table"
+    );
+    assert_eq!(got_categories, expected);
 }

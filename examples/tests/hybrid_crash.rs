@@ -1,6 +1,7 @@
 //! The hybrid example (Kafka → analytics → Kafka + S3) killed with `kill -9` three times and
 //! restarted: the Kafka output and the S3 output hold, for every window and page, exactly the
-//! counts a reference computation over the input gives. Needs the local brokers.
+//! counts a reference computation over the input gives, and the per-category counts in S3 (the
+//! category from the reference table the example writes to S3) do too. Needs the local brokers.
 
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use watershed_examples::analytics::{ClickSpec, PageStats};
+use watershed_examples::analytics::{CategoryStats, ClickSpec, PageStats};
 
 const EVENTS: u64 = 500_000;
 
@@ -70,23 +71,44 @@ fn kafka_output(topic: &str, expected: usize, child: &mut Child) -> Counts {
     out
 }
 
-async fn s3_output(prefix: &str) -> Counts {
+/// Every line of every gzip JSON-lines object under `prefix`.
+async fn s3_lines(prefix: &str) -> Vec<String> {
     let store = watershed_sink_s3::amazon_s3_from_env().unwrap();
     let objects: Vec<_> = store
         .list(Some(&object_store::path::Path::from(prefix)))
         .try_collect()
         .await
         .unwrap();
-    let mut out = Counts::new();
+    let mut lines = Vec::new();
     for o in objects {
         let bytes = store.get(&o.location).await.unwrap().bytes().await.unwrap();
         let mut text = String::new();
         flate2::read::MultiGzDecoder::new(&bytes[..])
             .read_to_string(&mut text)
             .unwrap();
-        for line in text.lines() {
-            add(&mut out, serde_json::from_str(line).unwrap(), "s3");
-        }
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    lines
+}
+
+async fn s3_output(prefix: &str) -> Counts {
+    let mut out = Counts::new();
+    for line in s3_lines(prefix).await {
+        add(&mut out, serde_json::from_str(&line).unwrap(), "s3");
+    }
+    out
+}
+
+/// (category, window start) → views, failing on a window seen twice.
+async fn s3_categories(prefix: &str) -> BTreeMap<(String, i64), u64> {
+    let mut out = BTreeMap::new();
+    for line in s3_lines(prefix).await {
+        let c: CategoryStats = serde_json::from_str(&line).unwrap();
+        let key = (c.category, c.window_start);
+        assert!(
+            out.insert(key.clone(), c.views).is_none(),
+            "s3: category window {key:?} emitted twice"
+        );
     }
     out
 }
@@ -115,11 +137,11 @@ async fn hybrid_killed_three_times_commits_exactly_the_reference_counts_to_kafka
         .status()
         .unwrap();
     assert!(status.success());
-    let reference = ClickSpec {
+    let spec = ClickSpec {
         events: EVENTS,
         ..Default::default()
-    }
-    .reference();
+    };
+    let reference = spec.reference();
 
     let dir = tempfile::tempdir().unwrap();
     let id = unique("hybrid");
@@ -166,6 +188,7 @@ async fn hybrid_killed_three_times_commits_exactly_the_reference_counts_to_kafka
         .unwrap();
     child.wait().unwrap();
     let from_s3 = s3_output(&format!("{prefix}/page-stats")).await;
+    let categories = s3_categories(&format!("{prefix}/category-stats")).await;
 
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
@@ -178,4 +201,9 @@ async fn hybrid_killed_three_times_commits_exactly_the_reference_counts_to_kafka
         "kafka output differs from the reference"
     );
     assert_eq!(from_s3, reference, "s3 output differs from the reference");
+    assert_eq!(
+        categories,
+        spec.category_reference(),
+        "s3 category output differs from the reference"
+    );
 }

@@ -2,8 +2,10 @@
 //!
 //! Reads JSON clicks from a Kafka topic, runs the shared analytics (the same function the
 //! Kinesis example runs), and writes per-page statistics exactly once both to a Kafka topic
-//! and to S3 (gzip JSON lines, partitioned by hour), error rates to S3, undecodable events to an
-//! S3 dead-letter prefix. Checkpoints every second to a local directory; kill it and start it
+//! and to S3 (gzip JSON lines, partitioned by hour), views per page category to S3 (the category
+//! from a reference table in S3: `--categories KEY`, default
+//! `<prefix>/reference/page-categories.csv`, written with a default table when missing), error
+//! rates to S3, undecodable events to an S3 dead-letter prefix. Checkpoints every second to a local directory; kill it and start it
 //! again to resume.
 //!
 //! ```text
@@ -11,14 +13,16 @@
 //! cargo run --release -p watershed-examples --bin loadgen -- kafka --topic clicks --events 100000
 //! cargo run --release -p watershed-examples --bin hybrid -- --input clicks --output page-stats
 //! ```
-//! Options: `--brokers`, `--input`, `--output`, `--group`, `--id`, `--s3-prefix`,
+//! Options: `--brokers`, `--input`, `--output`, `--group`, `--id`, `--s3-prefix`, `--categories KEY`,
 //! `--checkpoints DIR`, `--metrics 127.0.0.1:9464|off`. S3: see `observe::s3_client` (the local
 //! server by default).
 
 use std::sync::Arc;
 use std::time::Duration;
 use watershed_core::{CheckpointStore, Pipeline, PipelineConfig, WatermarkStrategy};
-use watershed_examples::analytics::{analytics, event_time_of, ErrorRate, PageStats};
+use watershed_examples::analytics::{
+    analytics, event_time_of, page_categories, CategoryStats, ClickSpec, ErrorRate, PageStats,
+};
 use watershed_examples::observe;
 use watershed_operators::prelude::*;
 use watershed_sink_s3::{Compression, S3Sink};
@@ -31,6 +35,7 @@ struct Args {
     group: String,
     id: String,
     s3_prefix: String,
+    categories: Option<String>,
     checkpoints: String,
     metrics: Option<std::net::SocketAddr>,
 }
@@ -43,6 +48,7 @@ fn args() -> Result<Args, String> {
         group: "watershed-hybrid".into(),
         id: "hybrid".into(),
         s3_prefix: "hybrid".into(),
+        categories: None,
         checkpoints: "hybrid-output/checkpoints".into(),
         metrics: Some("127.0.0.1:9464".parse().unwrap()),
     };
@@ -56,6 +62,7 @@ fn args() -> Result<Args, String> {
             "--group" => a.group = v()?,
             "--id" => a.id = v()?,
             "--s3-prefix" => a.s3_prefix = v()?,
+            "--categories" => a.categories = Some(v()?),
             "--checkpoints" => a.checkpoints = v()?,
             "--metrics" => {
                 let m = v()?;
@@ -66,7 +73,7 @@ fn args() -> Result<Args, String> {
                 };
             }
             "-h" | "--help" => {
-                println!("usage: hybrid [--brokers B] [--input T] [--output T] [--group G] [--id ID] [--s3-prefix P] [--checkpoints DIR] [--metrics ADDR|off]");
+                println!("usage: hybrid [--brokers B] [--input T] [--output T] [--group G] [--id ID] [--s3-prefix P] [--categories KEY] [--checkpoints DIR] [--metrics ADDR|off]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
@@ -113,6 +120,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     create_topic_if_missing(&a.brokers, &a.output).await?;
     let s3 = Arc::new(observe::s3_client()?);
+    // Reference data from S3: page → category, checked for a new version every 30 s.
+    let categories_key = a
+        .categories
+        .clone()
+        .unwrap_or_else(|| format!("{}/reference/page-categories.csv", a.s3_prefix));
+    let categories = page_categories(
+        s3.clone(),
+        &categories_key,
+        ClickSpec::default().pages,
+        Duration::from_secs(30),
+    )
+    .await?;
     let pipeline = Pipeline::new(
         PipelineConfig::new(&a.id)
             .checkpoint_store(CheckpointStore::local(&a.checkpoints)?)
@@ -129,7 +148,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
             .with_timestamps(event_time_of),
     );
-    let out = analytics(raw);
+    let out = analytics(raw, &categories);
 
     let mut stats = out.page_stats.fan_out(2).into_iter();
     let (to_kafka, to_s3) = (stats.next().unwrap(), stats.next().unwrap());
@@ -144,6 +163,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     to_s3.sink(
         "page-stats-s3",
         S3Sink::<PageStats>::s3(s3.clone(), &format!("{}/page-stats", a.s3_prefix))
+            .compression(Compression::Gzip)
+            .build()?,
+    );
+    out.category_stats.sink(
+        "category-stats-s3",
+        S3Sink::<CategoryStats>::s3(s3.clone(), &format!("{}/category-stats", a.s3_prefix))
             .compression(Compression::Gzip)
             .build()?,
     );

@@ -4,6 +4,10 @@
 //! Kafka example runs). Writes, exactly once:
 //! - per-page statistics to S3 as Parquet, Hive-partitioned by event hour
 //!   (`<prefix>/page-stats/dt=…/hour=…/`),
+//! - views per page category and minute as gzip JSON lines (`<prefix>/category-stats/`), the
+//!   category looked up in a reference table in S3 (`--categories KEY`, default
+//!   `<prefix>/reference/page-categories.csv`, written with a default table when missing and
+//!   re-read when it changes),
 //! - error rates as gzip JSON lines,
 //! - every raw event, archived as gzip JSON lines (what Firehose would deliver),
 //! - undecodable events under a dead-letter prefix with their reason.
@@ -16,13 +20,15 @@
 //! cargo run --release -p watershed-examples --bin primary -- --stream clicks
 //! ```
 //! Options: `--stream`, `--endpoint` (default `$WATERSHED_KINESIS_ENDPOINT` or
-//! http://127.0.0.1:4568), `--id`, `--s3-prefix`, `--checkpoints DIR`,
+//! http://127.0.0.1:4568), `--id`, `--s3-prefix`, `--categories KEY`, `--checkpoints DIR`,
 //! `--metrics 127.0.0.1:9465|off`. S3: see `observe::s3_client` (the local server by default).
 
 use std::sync::Arc;
 use std::time::Duration;
 use watershed_core::{CheckpointStore, Pipeline, PipelineConfig, WatermarkStrategy};
-use watershed_examples::analytics::{analytics, event_time_of, ErrorRate, PageStats};
+use watershed_examples::analytics::{
+    analytics, event_time_of, page_categories, CategoryStats, ClickSpec, ErrorRate, PageStats,
+};
 use watershed_examples::observe;
 use watershed_sink_s3::{Compression, Format, ParquetOptions, S3Sink};
 use watershed_source_kinesis::{AwsOptions, KinesisSource, StartPosition};
@@ -32,6 +38,7 @@ struct Args {
     endpoint: String,
     id: String,
     s3_prefix: String,
+    categories: Option<String>,
     checkpoints: String,
     metrics: Option<std::net::SocketAddr>,
 }
@@ -43,6 +50,7 @@ fn args() -> Result<Args, String> {
             .unwrap_or("http://127.0.0.1:4568".into()),
         id: "primary".into(),
         s3_prefix: "primary".into(),
+        categories: None,
         checkpoints: "primary-output/checkpoints".into(),
         metrics: Some("127.0.0.1:9465".parse().unwrap()),
     };
@@ -54,6 +62,7 @@ fn args() -> Result<Args, String> {
             "--endpoint" => a.endpoint = v()?,
             "--id" => a.id = v()?,
             "--s3-prefix" => a.s3_prefix = v()?,
+            "--categories" => a.categories = Some(v()?),
             "--checkpoints" => a.checkpoints = v()?,
             "--metrics" => {
                 let m = v()?;
@@ -64,7 +73,7 @@ fn args() -> Result<Args, String> {
                 };
             }
             "-h" | "--help" => {
-                println!("usage: primary [--stream S] [--endpoint URL] [--id ID] [--s3-prefix P] [--checkpoints DIR] [--metrics ADDR|off]");
+                println!("usage: primary [--stream S] [--endpoint URL] [--id ID] [--s3-prefix P] [--categories KEY] [--checkpoints DIR] [--metrics ADDR|off]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
@@ -96,6 +105,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         observe::print_progress(handle, "primary");
     }
     let s3 = Arc::new(observe::s3_client()?);
+    // Reference data from S3: page → category, checked for a new version every 30 s.
+    let categories_key = a
+        .categories
+        .clone()
+        .unwrap_or_else(|| format!("{}/reference/page-categories.csv", a.s3_prefix));
+    let categories = page_categories(
+        s3.clone(),
+        &categories_key,
+        ClickSpec::default().pages,
+        Duration::from_secs(30),
+    )
+    .await?;
     let pipeline = Pipeline::new(
         PipelineConfig::new(&a.id)
             .checkpoint_store(CheckpointStore::local(&a.checkpoints)?)
@@ -129,13 +150,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .compression(Compression::Gzip)
             .build()?,
     );
-    let out = analytics(to_analytics);
+    let out = analytics(to_analytics, &categories);
     out.page_stats.sink(
         "page-stats-s3",
         S3Sink::<PageStats>::s3(s3.clone(), &format!("{}/page-stats", a.s3_prefix))
             .format(Format::Parquet(ParquetOptions::derive_from(&[
                 page_stats_sample(),
             ])?))
+            .build()?,
+    );
+    out.category_stats.sink(
+        "category-stats-s3",
+        S3Sink::<CategoryStats>::s3(s3.clone(), &format!("{}/category-stats", a.s3_prefix))
+            .compression(Compression::Gzip)
             .build()?,
     );
     out.error_rates.sink(
