@@ -249,18 +249,25 @@ impl Operator for Tracked {
 }
 
 /// The same join as [`pipeline`], spelled out (tag, union, key, the operator) so the
-/// operator's peak state can be read: (results, peak buffered elements).
-fn pipeline_tracked(rt: &tokio::runtime::Runtime, records: u64) -> (Duration, u64, u64) {
+/// operator's peak state can be read: (results, peak buffered elements). `alignment` is the
+/// pipeline's watermark alignment drift, if any.
+fn pipeline_tracked(
+    rt: &tokio::runtime::Runtime,
+    records: u64,
+    alignment: Option<Duration>,
+) -> (Duration, u64, u64) {
     rt.block_on(async {
         let results = Arc::new(AtomicU64::new(0));
         let peak = Arc::new(AtomicU64::new(0));
-        let p = Pipeline::new(
-            PipelineConfig::new("bench-join-tracked")
-                .checkpoint_store(CheckpointStore::memory())
-                .without_periodic_checkpoints()
-                .parallelism(1)
-                .handle_signals(false),
-        );
+        let mut config = PipelineConfig::new("bench-join-tracked")
+            .checkpoint_store(CheckpointStore::memory())
+            .without_periodic_checkpoints()
+            .parallelism(1)
+            .handle_signals(false);
+        if let Some(drift) = alignment {
+            config = config.watermark_alignment(drift);
+        }
+        let p = Pipeline::new(config);
         let strategy = || WatermarkStrategy::bounded_out_of_orderness(DELAY);
         let l = p
             .source("left", left(records), strategy())
@@ -388,24 +395,41 @@ fn main() {
     }
 
     // Peak RSS and peak join state by input size: bounded state means 10 M records peak like
-    // 1 M. The state holds the interval plus the watermark delay plus however far one input
-    // runs ahead of the other (nothing aligns the two sources), so it varies with scheduling.
-    let mut rss = Vec::new();
-    for n in [1_000_000u64, 10_000_000] {
-        reset_peak_rss();
-        let (t, results, state) = pipeline_tracked(&rt, n);
-        let (_, peak) = usage();
+    // 1 M. Unaligned, the state holds the interval plus the watermark delay plus however far one
+    // input runs ahead of the other, so it varies with scheduling; with watermark alignment
+    // (1 s drift) the input that runs ahead waits, and the state is the interval plus the drift.
+    let mut rss_lines = Vec::new();
+    for (label, alignment) in [
+        ("unaligned", None),
+        ("aligned 1 s", Some(Duration::from_secs(1))),
+    ] {
+        let mut rss = Vec::new();
+        for n in [1_000_000u64, 10_000_000] {
+            reset_peak_rss();
+            let (t, results, state) = pipeline_tracked(&rt, n, alignment);
+            let (_, peak) = usage();
+            println!(
+                "{name} ({label}): {n} records, {results} pairs in {:.1} s, peak RSS {peak:.1} MiB, peak state {state} elements",
+                t.as_secs_f64()
+            );
+            rss.push((n, peak, state));
+        }
+        let tag = if alignment.is_some() { "_aligned" } else { "" };
         println!(
-            "{name}: {n} records, {results} pairs in {:.1} s, peak RSS {peak:.1} MiB, peak state {state} elements",
-            t.as_secs_f64()
+            "{name} ({label}): 10 M / 1 M: peak RSS {:.2}, peak state {:.2}",
+            rss[1].1 / rss[0].1,
+            rss[1].2 as f64 / rss[0].2 as f64
         );
-        rss.push((n, peak, state));
+        for (n, peak, state) in &rss {
+            let m = n / 1_000_000;
+            rss_lines.push(format!(
+                "BENCH name={name}{tag}_{m}m metric=peak_rss_mb value={peak:.1}"
+            ));
+            rss_lines.push(format!(
+                "BENCH name={name}{tag}_{m}m metric=peak_state_elements value={state}"
+            ));
+        }
     }
-    println!(
-        "{name}: 10 M / 1 M: peak RSS {:.2}, peak state {:.2}",
-        rss[1].1 / rss[0].1,
-        rss[1].2 as f64 / rss[0].2 as f64
-    );
 
     let per_cpu_s = records as f64 * pairs as f64 / pipe_cpu.max(1e-9);
     println!();
@@ -419,12 +443,7 @@ fn main() {
     );
     println!("BENCH name={name} metric=events_per_cpu_s value={per_cpu_s:.0}");
     println!("BENCH name={name} metric=ratio value={ratio:.3}");
-    println!(
-        "BENCH name={name}_1m metric=peak_rss_mb value={:.1}",
-        rss[0].1
-    );
-    println!(
-        "BENCH name={name}_10m metric=peak_rss_mb value={:.1}",
-        rss[1].1
-    );
+    for line in rss_lines {
+        println!("{line}");
+    }
 }
