@@ -296,6 +296,7 @@ impl Pipeline {
                 complete: ctx.complete_rx.clone(),
                 acks: ctx.ack_tx.clone(),
                 finished: ctx.finished_tx.clone(),
+                checkpoint_requests: ctx.checkpoint_requests.clone(),
                 max_wait: ctx.config.max_poll_wait,
             };
             Ok(task.run().boxed())
@@ -423,6 +424,7 @@ impl Pipeline {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let (complete_tx, complete_rx) = watch::channel(restored.as_ref().map(|m| m.id));
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         let mut ctx = RunContext {
             config: self.config.clone(),
             restored,
@@ -430,6 +432,7 @@ impl Pipeline {
             ack_tx,
             complete_rx,
             finished_tx,
+            checkpoint_requests: requests_tx,
             source_controls: Vec::new(),
             participants: 0,
             dead_letters: Vec::new(),
@@ -478,6 +481,7 @@ impl Pipeline {
             source_count,
             acks: ack_rx,
             finished: finished_rx,
+            requests: requests_rx,
             complete: complete_tx,
             shutdown: self.shutdown.clone(),
             handle_signals: self.config.handle_signals,

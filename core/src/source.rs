@@ -29,6 +29,14 @@ pub enum SourceEvent<T> {
     Idle,
     /// The input is bounded and fully read.
     Finished,
+    /// The source needs a checkpoint soon (e.g. a Kafka source asked to hand a partition over,
+    /// which it may release only once a checkpoint covering what it read of that partition has
+    /// completed). The runtime triggers one as soon as no other checkpoint is in flight, without
+    /// waiting for the interval; the source learns of it through
+    /// [`checkpoint_complete`](Source::checkpoint_complete). Requests made while a checkpoint is
+    /// in flight are served by one more checkpoint after it, so the requested one is triggered
+    /// after the request; repeated requests before it starts coalesce.
+    CheckpointRequested,
 }
 
 /// A source of records, split into independently ordered splits (partitions, shards, files).

@@ -28,6 +28,8 @@ pub(crate) struct Coordinator {
     pub source_count: usize,
     pub acks: mpsc::UnboundedReceiver<Ack>,
     pub finished: mpsc::UnboundedReceiver<String>,
+    /// Sources asking for a checkpoint now (by node name).
+    pub requests: mpsc::UnboundedReceiver<String>,
     pub complete: watch::Sender<Option<CheckpointId>>,
     pub shutdown: Arc<Notify>,
     pub handle_signals: bool,
@@ -49,6 +51,9 @@ impl Coordinator {
         let mut finished: HashSet<String> = HashSet::new();
         let mut stop_requested = false;
         let mut stop_sent = false;
+        // A source asked for a checkpoint: trigger one as soon as none is in flight. Never a
+        // second concurrent one: barriers of two checkpoints would interleave in alignment.
+        let mut requested = false;
         let mut signals = Signals::new(self.handle_signals);
         let mut signalled = false;
         let shutdown = self.shutdown.clone();
@@ -56,6 +61,14 @@ impl Coordinator {
             if stop_requested && !stop_sent && in_flight.is_none() {
                 in_flight = Some(self.trigger(true));
                 stop_sent = true;
+            }
+            if requested && in_flight.is_none() && !stop_sent {
+                requested = false;
+                in_flight = Some(self.trigger(false));
+                // The next periodic checkpoint is a full interval after this one.
+                if let Some(t) = ticker.as_mut() {
+                    t.reset();
+                }
             }
             tokio::select! {
                 _ = tick(&mut ticker), if in_flight.is_none() && !stop_sent => {
@@ -107,6 +120,10 @@ impl Coordinator {
                     if finished.len() >= self.source_count {
                         stop_requested = true;
                     }
+                }
+                Some(node) = self.requests.recv() => {
+                    tracing::debug!(pipeline = %self.pipeline, %node, "checkpoint requested by a source");
+                    requested = true;
                 }
                 _ = shutdown.notified() => { stop_requested = true; }
                 _ = signals.recv() => {
@@ -203,5 +220,101 @@ impl Signals {
             return;
         }
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::checkpoint::{CheckpointId, CheckpointStore};
+    use crate::connectors::CollectSink;
+    use crate::error::BoxError;
+    use crate::pipeline::{Pipeline, PipelineConfig};
+    use crate::record::{Record, SplitId};
+    use crate::source::{Source, SourceEvent};
+    use crate::time::EventTime;
+    use crate::watermark::WatermarkStrategy;
+    use async_trait::async_trait;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// Emits one batch, asks for a checkpoint, and finishes only once a checkpoint covering
+    /// the batch has completed. Records which checkpoints it was told about.
+    struct AsksForCheckpoint {
+        step: u32,
+        completed: Arc<Mutex<Vec<(CheckpointId, u64)>>>,
+        read: u64,
+    }
+
+    #[async_trait]
+    impl Source for AsksForCheckpoint {
+        type Item = u64;
+        type Position = u64;
+
+        async fn open(&mut self, _: Option<u64>) -> Result<(), BoxError> {
+            Ok(())
+        }
+
+        async fn poll(&mut self, max_wait: Duration) -> Result<SourceEvent<u64>, BoxError> {
+            self.step += 1;
+            match self.step {
+                1 => {
+                    self.read = 3;
+                    Ok(SourceEvent::Batch {
+                        split: SplitId::new("s"),
+                        records: (0..3)
+                            .map(|i| Record::new(i, EventTime(i as i64)))
+                            .collect(),
+                    })
+                }
+                2 => Ok(SourceEvent::CheckpointRequested),
+                _ if self.completed.lock().unwrap().iter().any(|(_, p)| *p == 3) => {
+                    Ok(SourceEvent::Finished)
+                }
+                _ => {
+                    tokio::time::sleep(max_wait).await;
+                    Ok(SourceEvent::Idle)
+                }
+            }
+        }
+
+        fn position(&self) -> u64 {
+            self.read
+        }
+
+        async fn checkpoint_complete(&mut self, id: CheckpointId, p: &u64) -> Result<(), BoxError> {
+            self.completed.lock().unwrap().push((id, *p));
+            Ok(())
+        }
+    }
+
+    /// Rule: a source's checkpoint request is served at once, not at the next interval: with
+    /// an interval of an hour, the source still sees a checkpoint covering what it read
+    /// complete (and the run, which waits for it, ends).
+    #[tokio::test]
+    async fn a_checkpoint_requested_by_a_source_completes_without_waiting_for_the_interval() {
+        let completed = Arc::new(Mutex::new(Vec::new()));
+        let p = Pipeline::new(
+            PipelineConfig::new("requested")
+                .checkpoint_store(CheckpointStore::memory())
+                .checkpoint_interval(Duration::from_secs(3600))
+                .handle_signals(false),
+        );
+        let source = AsksForCheckpoint {
+            step: 0,
+            completed: completed.clone(),
+            read: 0,
+        };
+        let out = CollectSink::<u64>::new();
+        p.source("asks", source, WatermarkStrategy::none())
+            .sink("out", out.clone());
+        let summary = tokio::time::timeout(Duration::from_secs(60), p.run())
+            .await
+            .expect("the requested checkpoint was not taken")
+            .unwrap();
+        let completed = completed.lock().unwrap().clone();
+        // The requested checkpoint, then the final one at the end of the input.
+        assert_eq!(completed.first(), Some(&(CheckpointId(1), 3)));
+        assert_eq!(summary.checkpoints, 2);
+        assert_eq!(out.values(), vec![0, 1, 2]);
     }
 }

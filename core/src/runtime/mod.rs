@@ -79,6 +79,9 @@ pub(crate) struct RunContext {
     pub ack_tx: mpsc::UnboundedSender<Ack>,
     pub complete_rx: watch::Receiver<Option<CheckpointId>>,
     pub finished_tx: mpsc::UnboundedSender<String>,
+    /// Sources asking for a checkpoint now ([`crate::SourceEvent::CheckpointRequested`]), by
+    /// node name.
+    pub checkpoint_requests: mpsc::UnboundedSender<String>,
     pub source_controls: Vec<mpsc::UnboundedSender<SourceControl>>,
     pub participants: usize,
     pub dead_letters: Vec<mpsc::Receiver<Message<DeadLetter>>>,

@@ -90,6 +90,8 @@ pub(crate) struct SourceTask<S: Source> {
     pub complete: watch::Receiver<Option<CheckpointId>>,
     pub acks: mpsc::UnboundedSender<Ack>,
     pub finished: mpsc::UnboundedSender<String>,
+    /// Where [`SourceEvent::CheckpointRequested`] goes: the coordinator.
+    pub checkpoint_requests: mpsc::UnboundedSender<String>,
     pub max_wait: Duration,
 }
 
@@ -207,6 +209,9 @@ impl<S: Source> SourceTask<S> {
                             break;
                         }
                     }
+                }
+                SourceEvent::CheckpointRequested => {
+                    let _ = self.checkpoint_requests.send(node.clone());
                 }
                 SourceEvent::Finished => {
                     finished = true;
