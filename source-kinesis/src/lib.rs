@@ -1,6 +1,6 @@
-//! Kinesis Data Streams for Watershed: a source (shards as splits, resharding in parent →
-//! child order, throttling backoff, positions in Watershed checkpoints) and an at-least-once
-//! PutRecords sink.
+//! Kinesis Data Streams for Watershed: a source (shards as splits, GetRecords polling or
+//! enhanced fan-out, resharding in parent → child order, throttling backoff, positions in
+//! Watershed checkpoints) and an at-least-once PutRecords sink.
 //!
 //! ```no_run
 //! # use watershed_source_kinesis::{AwsOptions, KinesisSource, StartPosition};
@@ -21,6 +21,7 @@
 mod backoff;
 mod config;
 mod deaggregate;
+mod efo;
 mod error;
 mod sequence;
 mod sink;

@@ -12,6 +12,7 @@ use aws_smithy_types::DateTime;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -117,6 +118,8 @@ pub struct SourceOptions {
     /// Split KPL aggregates into their user records (default true). Each keeps the
     /// aggregate's sequence number and its index as the sub-sequence number.
     pub deaggregate: bool,
+    /// Read with enhanced fan-out as this consumer (default `None`: GetRecords polling).
+    pub enhanced_fan_out: Option<String>,
 }
 
 impl Default for SourceOptions {
@@ -129,6 +132,7 @@ impl Default for SourceOptions {
             read_ahead: 8,
             backoff: Backoff::default(),
             deaggregate: true,
+            enhanced_fan_out: None,
         }
     }
 }
@@ -190,6 +194,17 @@ impl KinesisSourceBuilder {
         self
     }
 
+    /// Reads with enhanced fan-out (SubscribeToShard) as the stream consumer `name` instead of
+    /// polling GetRecords: the consumer is registered on open (or reused when it exists), and
+    /// each shard gets its own push subscription with 2 MB/s not shared with other consumers.
+    /// Positions, checkpoints, resharding order and metrics are the same as when polling;
+    /// `poll_interval` and `max_records_per_call` do not apply. The consumer is not
+    /// deregistered on close, so a restart reuses it.
+    pub fn enhanced_fan_out(mut self, name: impl Into<String>) -> Self {
+        self.options.enhanced_fan_out = Some(name.into());
+        self
+    }
+
     /// The source (it connects in [`Source::open`]).
     pub fn build(self) -> KinesisSource {
         let (tx, rx) = mpsc::channel(self.options.read_ahead);
@@ -199,6 +214,7 @@ impl KinesisSourceBuilder {
             options: Arc::new(self.options),
             stats: Arc::default(),
             client: None,
+            consumer: None,
             shards: BTreeMap::new(),
             position: KinesisPosition::default(),
             fresh: true,
@@ -217,6 +233,9 @@ struct ShardInfo {
     closed: bool,
     split: Arc<SplitRef>,
     state: ShardState,
+    /// Shared with the reader: EFO subscriptions of some servers never signal the end of a
+    /// closed shard, so its reader checks for SHARD_END itself once the shard is closed.
+    closed_flag: Arc<AtomicBool>,
     /// Opened at LATEST in this run: the reader asks for a LATEST iterator while the position
     /// already holds the replayable `AtTimestamp` it was resolved to (see `resolve_latest`).
     latest: bool,
@@ -230,8 +249,16 @@ enum ShardState {
     Finished,
 }
 
+/// Where a new iterator or subscription starts.
+pub(crate) enum StartAt {
+    After(String),
+    Latest,
+    Timestamp(i64),
+    TrimHorizon,
+}
+
 /// What a shard reader task reports.
-enum ReaderEvent {
+pub(crate) enum ReaderEvent {
     Records {
         shard: String,
         split: SplitId,
@@ -267,6 +294,9 @@ enum ReaderEvent {
 ///   `AFTER_SEQUENCE_NUMBER`, so a record covered by a completed checkpoint is neither skipped
 ///   nor repeated. The source commits nothing to Kinesis (Kinesis has no consumer offsets; the
 ///   checkpoint store plays the KCL lease table's role).
+/// - **Enhanced fan-out** (opt-in, [`KinesisSourceBuilder::enhanced_fan_out`]): the readers
+///   subscribe with SubscribeToShard instead of polling, with the same positions, resharding
+///   order and metrics.
 /// - **KPL aggregates** are split into their user records (sub-sequence numbers in the origin
 ///   and the position); a record that is not a well-formed aggregate arrives as it is.
 pub struct KinesisSource {
@@ -275,6 +305,8 @@ pub struct KinesisSource {
     options: Arc<SourceOptions>,
     stats: Arc<KinesisStats>,
     client: Option<Client>,
+    /// The enhanced fan-out consumer's ARN, once registered.
+    consumer: Option<Arc<str>>,
     shards: BTreeMap<String, ShardInfo>,
     position: KinesisPosition,
     /// No checkpoint was restored and the first discovery has not happened: shards found now
@@ -376,6 +408,9 @@ impl KinesisSource {
                 .is_some();
             if let Some(info) = self.shards.get_mut(id) {
                 info.closed |= closed;
+                if closed {
+                    info.closed_flag.store(true, Ordering::Relaxed);
+                }
                 continue;
             }
             let parents: Vec<String> = shard
@@ -442,6 +477,7 @@ impl KinesisSource {
                 closed,
                 split,
                 state,
+                closed_flag: Arc::new(AtomicBool::new(closed)),
                 latest,
             },
         );
@@ -469,14 +505,16 @@ impl KinesisSource {
                 return;
             };
             let info = self.shards.get_mut(&id).expect("ready shard is known");
+            let resume = self
+                .position
+                .shards
+                .get(&id)
+                .cloned()
+                .unwrap_or(ShardPosition::Start(StartPosition::TrimHorizon));
             let start = if info.latest {
                 ShardPosition::Start(StartPosition::Latest)
             } else {
-                self.position
-                    .shards
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or(ShardPosition::Start(StartPosition::TrimHorizon))
+                resume.clone()
             };
             let reader = ShardReader {
                 client,
@@ -484,9 +522,12 @@ impl KinesisSource {
                 shard: id.clone(),
                 split: info.split.clone(),
                 start,
+                resume,
                 options: self.options.clone(),
                 stats: self.stats.clone(),
                 tx: self.tx.clone(),
+                consumer: self.consumer.clone(),
+                closed: info.closed_flag.clone(),
             };
             info.state = ShardState::Reading(tokio::spawn(reader.run()));
             tracing::debug!(stream = self.stream.as_str(), shard = %id, "shard reader started");
@@ -538,7 +579,14 @@ impl Source for KinesisSource {
     type Position = KinesisPosition;
 
     async fn open(&mut self, restored: Option<KinesisPosition>) -> Result<(), BoxError> {
-        self.client = Some(self.aws.build_client().await?);
+        let client = self.aws.build_client().await?;
+        if let Some(name) = &self.options.enhanced_fan_out {
+            let arn =
+                crate::efo::register_consumer(&client, &self.stream, name, &self.options.backoff)
+                    .await?;
+            self.consumer = Some(arn.into());
+        }
+        self.client = Some(client);
         if let Some(position) = restored {
             for (shard, p) in &position.shards {
                 if let ShardPosition::After { sequence, .. } = p {
@@ -627,27 +675,85 @@ fn sub_sequence(r: &Record<Bytes>) -> u32 {
     }
 }
 
-/// The GetRecords loop of one shard, in its own task.
-struct ShardReader {
-    client: Client,
-    stream: StreamRef,
-    shard: String,
-    split: Arc<SplitRef>,
-    start: ShardPosition,
-    options: Arc<SourceOptions>,
-    stats: Arc<KinesisStats>,
-    tx: mpsc::Sender<ReaderEvent>,
+/// The reading loop of one shard (GetRecords polling, or SubscribeToShard), in its own task.
+pub(crate) struct ShardReader {
+    pub(crate) client: Client,
+    pub(crate) stream: StreamRef,
+    pub(crate) shard: String,
+    pub(crate) split: Arc<SplitRef>,
+    /// Where the first iterator or subscription starts.
+    pub(crate) start: ShardPosition,
+    /// Where a later one starts while no record was read yet: the position's entry, which
+    /// for a shard opened at LATEST is the resolved `AtTimestamp`, not a new LATEST.
+    pub(crate) resume: ShardPosition,
+    pub(crate) options: Arc<SourceOptions>,
+    pub(crate) stats: Arc<KinesisStats>,
+    pub(crate) tx: mpsc::Sender<ReaderEvent>,
+    /// The enhanced fan-out consumer to subscribe with; `None` polls with GetRecords.
+    pub(crate) consumer: Option<Arc<str>>,
+    /// Set once ListShards reports the shard closed (it has an ending sequence number).
+    pub(crate) closed: Arc<AtomicBool>,
 }
 
 impl ShardReader {
     async fn run(self) {
         let tx = self.tx.clone();
-        if let Err(e) = self.read().await {
+        let result = if self.consumer.is_some() {
+            self.subscribe().await
+        } else {
+            self.read().await
+        };
+        if let Err(e) = result {
             let _ = tx.send(ReaderEvent::Failed(e)).await;
         }
     }
 
-    fn error(
+    /// The start for a new iterator or subscription: after the last record read, else the
+    /// first start for the first one and the position's start for later ones.
+    pub(crate) fn start_after(&self, last: &Option<String>, first: bool) -> StartAt {
+        match (last, if first { &self.start } else { &self.resume }) {
+            (Some(seq), _) => StartAt::After(seq.clone()),
+            (None, ShardPosition::Start(StartPosition::Latest)) => StartAt::Latest,
+            (None, ShardPosition::Start(StartPosition::AtTimestamp(ms))) => StartAt::Timestamp(*ms),
+            (None, ShardPosition::After { sequence, .. }) => StartAt::After(sequence.clone()),
+            (None, _) => StartAt::TrimHorizon,
+        }
+    }
+
+    /// Converts and sends one response's records; returns false when the source is gone.
+    /// `last` becomes the last Kinesis record's sequence number.
+    pub(crate) async fn emit(
+        &self,
+        raw: Vec<aws_sdk_kinesis::types::Record>,
+        last: &mut Option<String>,
+        records_in: &metrics::Counter,
+    ) -> bool {
+        if let Some(r) = raw.last() {
+            *last = Some(r.sequence_number.clone());
+        }
+        let mut records: Vec<Record<Bytes>> = Vec::with_capacity(raw.len());
+        for r in raw {
+            self.convert(r, &mut records);
+        }
+        if records.is_empty() {
+            return true;
+        }
+        let n = records.len() as u64;
+        records_in.increment(n);
+        self.stats.add_records(n);
+        let event = ReaderEvent::Records {
+            shard: self.shard.clone(),
+            split: self.split.split.clone(),
+            last: (
+                last.clone().expect("a batch has a last record"),
+                records.last().map_or(0, sub_sequence),
+            ),
+            records,
+        };
+        self.tx.send(event).await.is_ok()
+    }
+
+    pub(crate) fn error(
         &self,
         operation: &'static str,
         last: &Option<String>,
@@ -664,22 +770,25 @@ impl ShardReader {
 
     /// An iterator just after `last`, or at the start position when nothing was read (`last`
     /// begins as the restored position's sequence number, so a restore resumes after it).
-    async fn iterator(&self, last: &Option<String>) -> Result<Option<String>, KinesisError> {
+    /// `first`: the shard's first iterator in this run (LATEST is only ever asked for then).
+    pub(crate) async fn iterator(
+        &self,
+        last: &Option<String>,
+        first: bool,
+    ) -> Result<Option<String>, KinesisError> {
         let mut attempt = 0u32;
         loop {
             let request =
                 with_stream!(self.client.get_shard_iterator(), &self.stream).shard_id(&self.shard);
-            let request = match (last, &self.start) {
-                (Some(seq), _) => request
+            let request = match self.start_after(last, first) {
+                StartAt::After(seq) => request
                     .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                     .starting_sequence_number(seq),
-                (None, ShardPosition::Start(StartPosition::Latest)) => {
-                    request.shard_iterator_type(ShardIteratorType::Latest)
-                }
-                (None, ShardPosition::Start(StartPosition::AtTimestamp(ms))) => request
+                StartAt::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+                StartAt::Timestamp(ms) => request
                     .shard_iterator_type(ShardIteratorType::AtTimestamp)
-                    .timestamp(DateTime::from_millis(*ms)),
-                (None, _) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+                    .timestamp(DateTime::from_millis(ms)),
+                StartAt::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
             };
             match request.send().await {
                 Ok(out) => return Ok(out.shard_iterator().map(str::to_owned)),
@@ -715,7 +824,7 @@ impl ShardReader {
             ShardPosition::After { sequence, .. } => Some(sequence.clone()),
             _ => None,
         };
-        let Some(mut iterator) = self.iterator(&last).await? else {
+        let Some(mut iterator) = self.iterator(&last, true).await? else {
             // No iterator: the shard is closed and read to its end.
             let _ = self
                 .tx
@@ -752,7 +861,7 @@ impl ShardReader {
                             // Unused for 5 minutes (a long back-pressure stall): resume after the
                             // last record read.
                             self.stats.add_iterator_renewed();
-                            match self.iterator(&last).await? {
+                            match self.iterator(&last, false).await? {
                                 Some(it) => iterator = it,
                                 None => {
                                     return Err(self.error(
@@ -788,30 +897,8 @@ impl ShardReader {
                 .iter()
                 .map(|c| (c.shard_id().to_owned(), c.parent_shards().to_vec()))
                 .collect();
-            let raw = out.records;
-            if let Some(r) = raw.last() {
-                last = Some(r.sequence_number.clone());
-            }
-            let mut records: Vec<Record<Bytes>> = Vec::with_capacity(raw.len());
-            for r in raw {
-                self.convert(r, &mut records);
-            }
-            if !records.is_empty() {
-                let n = records.len() as u64;
-                records_in.increment(n);
-                self.stats.add_records(n);
-                let event = ReaderEvent::Records {
-                    shard: self.shard.clone(),
-                    split: self.split.split.clone(),
-                    last: (
-                        last.clone().expect("a batch has a last record"),
-                        records.last().map_or(0, sub_sequence),
-                    ),
-                    records,
-                };
-                if self.tx.send(event).await.is_err() {
-                    return Ok(());
-                }
+            if !self.emit(out.records, &mut last, &records_in).await {
+                return Ok(());
             }
             match next {
                 Some(it) => iterator = it,
@@ -835,7 +922,7 @@ impl ShardReader {
     /// aggregate with their sub-sequence numbers. A GetRecords response is always returned
     /// whole, so an aggregate is never split between batches: the position after a batch is
     /// the aggregate's last sub-record, and AFTER_SEQUENCE_NUMBER resumes correctly.
-    fn convert(&self, r: aws_sdk_kinesis::types::Record, out: &mut Vec<Record<Bytes>>) {
+    pub(crate) fn convert(&self, r: aws_sdk_kinesis::types::Record, out: &mut Vec<Record<Bytes>>) {
         let timestamp = r
             .approximate_arrival_timestamp
             .and_then(|t| t.to_millis().ok())

@@ -12,6 +12,7 @@ pub struct KinesisStats {
     retries: AtomicU64,
     iterators_renewed: AtomicU64,
     calls: AtomicU64,
+    subscriptions: AtomicU64,
 }
 
 impl KinesisStats {
@@ -36,9 +37,19 @@ impl KinesisStats {
         self.iterators_renewed.load(Ordering::Relaxed)
     }
 
-    /// GetRecords (source) or PutRecords (sink) calls made, including failed ones.
+    /// GetRecords (source) or PutRecords (sink) calls made, including failed ones (the
+    /// SHARD_END checks of an enhanced fan-out source too).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// SubscribeToShard calls made (enhanced fan-out), including failed ones.
+    pub fn subscriptions(&self) -> u64 {
+        self.subscriptions.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_subscription(&self) {
+        self.subscriptions.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn add_records(&self, n: u64) {

@@ -66,6 +66,7 @@ async fn round_trip_over_two_shards_reads_every_record_once_in_shard_and_key_ord
     let shards: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(shards.len(), 2, "both shards were read");
     assert_eq!(stats.throttled(), 0, "kinesis-mock does not throttle");
+    assert_eq!(stats.subscriptions(), 0, "polling is the default");
     stream.delete().await;
 }
 
@@ -698,5 +699,163 @@ async fn latest_checkpointed_before_any_record_resumes_from_the_first_open_not_a
         read, expected,
         "exactly the records written while down are read"
     );
+    stream.delete().await;
+}
+
+/// An enhanced fan-out source on `stream` (TRIM_HORIZON when there is no checkpoint).
+fn efo_source(stream: &str) -> KinesisSource {
+    KinesisSource::builder(stream)
+        .aws(aws())
+        .start_position(watershed_source_kinesis::StartPosition::TrimHorizon)
+        .shard_discovery_interval(std::time::Duration::from_millis(500))
+        .enhanced_fan_out("watershed-efo")
+        .build()
+}
+
+/// The consumer `watershed-efo` is registered on the stream and ACTIVE: the source read
+/// through SubscribeToShard, not GetRecords.
+async fn assert_efo_consumer_active(stream: &TestStream) {
+    let arn = stream
+        .client
+        .describe_stream_summary()
+        .stream_name(&stream.name)
+        .send()
+        .await
+        .expect("DescribeStreamSummary")
+        .stream_description_summary()
+        .expect("summary")
+        .stream_arn()
+        .to_owned();
+    let consumer = stream
+        .client
+        .describe_stream_consumer()
+        .stream_arn(arn)
+        .consumer_name("watershed-efo")
+        .send()
+        .await
+        .expect("the source registered its consumer");
+    assert_eq!(
+        consumer.consumer_description().map(|c| c.consumer_status()),
+        Some(&aws_sdk_kinesis::types::ConsumerStatus::Active)
+    );
+}
+
+/// N8 (issue 6, test 1 with enhanced fan-out): records written over two shards are all read
+/// through SubscribeToShard exactly once, in sequence-number order per shard and write order
+/// per key.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn n8_enhanced_fan_out_round_trip_over_two_shards_reads_every_record_once_in_order() {
+    const N: usize = 6_000;
+    let stream = TestStream::create("ws-efo-roundtrip", 2).await;
+    assert_eq!(
+        write(aws(), &stream.name, &keyed_records(N, 64, 0)).await,
+        N as u64
+    );
+    let collected = CollectSink::new();
+    let source = efo_source(&stream.name);
+    let stats = source.stats();
+    let summary = read(
+        "efo-roundtrip",
+        &CheckpointStore::memory(),
+        source,
+        &collected,
+        |n| n >= N,
+    )
+    .await;
+    let seen = collected.values();
+    assert_once_and_ordered(&seen, N);
+    assert_eq!(summary.records_in, N as u64);
+    let shards: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(shards.len(), 2, "both shards were read");
+    assert_eq!(stats.records(), N as u64);
+    assert!(stats.subscriptions() >= 2, "read through subscriptions");
+    assert_eq!(stats.calls(), 0, "no GetRecords while shards are open");
+    assert_efo_consumer_active(&stream).await;
+    stream.delete().await;
+}
+
+/// N8 + property 8: an enhanced fan-out pipeline stopped at a checkpoint and restarted (the
+/// consumer is reused, and its old subscriptions are still held for a moment, which the reader
+/// waits out) subscribes AFTER_SEQUENCE_NUMBER of each shard's checkpointed record: per shard,
+/// the two runs together read the shard exactly.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn n8_enhanced_fan_out_restart_resumes_after_the_checkpointed_sequence_numbers() {
+    const FIRST: usize = 1_000;
+    const SECOND: usize = 1_000;
+    let stream = TestStream::create("ws-efo-resume", 2).await;
+    write(aws(), &stream.name, &keyed_records(FIRST, 32, 0)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = CheckpointStore::local(dir.path()).expect("checkpoint store");
+    let collected = CollectSink::new();
+    let first = read(
+        "efo-resume",
+        &store,
+        efo_source(&stream.name),
+        &collected,
+        |n| n >= FIRST,
+    )
+    .await;
+    assert!(
+        first.last_checkpoint.is_some(),
+        "the stop took a checkpoint"
+    );
+    assert_eq!(first.records_in as usize, FIRST);
+
+    // Written while down; a restart that ignored the checkpoint would read the first
+    // records again from TRIM_HORIZON.
+    write(aws(), &stream.name, &keyed_records(SECOND, 32, FIRST)).await;
+    let restarted = efo_source(&stream.name);
+    let stats = restarted.stats();
+    let second = read("efo-resume", &store, restarted, &collected, |n| {
+        n >= FIRST + SECOND
+    })
+    .await;
+    assert_eq!(
+        second.records_in as usize, SECOND,
+        "the second run reads only what the first did not"
+    );
+    let all = collected.values();
+    assert_once_and_ordered(&all, FIRST + SECOND);
+    let mut by_shard: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in &all {
+        by_shard.entry(&s.0).or_default().push(&s.1);
+    }
+    for (shard, read) in by_shard {
+        let raw: Vec<String> = read_shard_raw(&stream.client, &stream.name, shard)
+            .await
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(
+            read, raw,
+            "shard {shard}: the runs together read the shard exactly"
+        );
+    }
+    assert!(
+        stats.subscriptions() >= 2,
+        "one subscription per shard at least"
+    );
+    stream.delete().await;
+}
+
+/// N8 + N5: with enhanced fan-out, a split then a merge (the lineage listed at start) is read
+/// parents before children: every record once, each key in write order, all four shards read.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn n8_enhanced_fan_out_reads_parents_to_their_end_before_children() {
+    let stream = TestStream::create("ws-efo-lineage", 1).await;
+    write_through_split_and_merge(&stream).await;
+    let collected = CollectSink::new();
+    let summary = read(
+        "efo-lineage",
+        &CheckpointStore::memory(),
+        efo_source(&stream.name),
+        &collected,
+        |n| n >= 3 * PHASE,
+    )
+    .await;
+    assert_resharded_read(&collected.values(), &summary);
     stream.delete().await;
 }
