@@ -12,6 +12,7 @@ use rdkafka::message::{Headers as _, Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset as RdOffset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use watershed_core::{
@@ -51,14 +52,23 @@ impl KafkaPosition {
 #[derive(Debug)]
 enum Change {
     Assigned(Vec<(String, i32)>),
+    /// Released at once (eager protocol, lost partitions, closing source).
     Revoked(Vec<(String, i32)>),
+    /// Still assigned: to be released once a checkpoint covering them completes.
+    Revoking(Vec<(String, i32)>),
 }
 
 /// Rebalance handling: seeks newly assigned partitions to their restored positions inside the
 /// callback (before any fetch), and records what changed for the poll loop.
 struct SourceContext {
+    /// Positions from the restored checkpoint not yet applied: each applies to the first
+    /// assignment of its partition only. A partition regained later (after it was handed over)
+    /// starts from the group's committed offset, which its last owner committed.
     restored: Mutex<KafkaPosition>,
     changes: Mutex<Vec<Change>>,
+    /// Whether cooperative revocations wait for a checkpoint; off while the source closes, as
+    /// librdkafka's close waits for the unassign call and no checkpoint will come.
+    hand_over: AtomicBool,
 }
 
 impl ClientContext for SourceContext {
@@ -100,9 +110,13 @@ impl ConsumerContext for SourceContext {
             .collect();
         match err {
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let restored = self.restored.lock().expect("restored lock");
+                let mut restored = self.restored.lock().expect("restored lock");
                 for (topic, partition) in &parts {
-                    if let Some(next) = restored.next_offset(topic, *partition) {
+                    let next = restored
+                        .offsets
+                        .get_mut(topic)
+                        .and_then(|p| p.remove(partition));
+                    if let Some(next) = next {
                         let _ = tpl.set_partition_offset(topic, *partition, RdOffset::Offset(next));
                     }
                 }
@@ -119,6 +133,20 @@ impl ConsumerContext for SourceContext {
                     .lock()
                     .expect("changes lock")
                     .push(Change::Assigned(parts));
+            }
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
+                if cooperative
+                    && !consumer.assignment_lost()
+                    && self.hand_over.load(Ordering::Acquire) =>
+            {
+                // Not unassigned yet: librdkafka keeps the group from giving the partitions to
+                // their new owner (and pauses fetching) until we call incremental_unassign,
+                // which the source does once a checkpoint covering what it read of them has
+                // completed and their offsets are committed (Kafka Streams' commit on revoke).
+                self.changes
+                    .lock()
+                    .expect("changes lock")
+                    .push(Change::Revoking(parts));
             }
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let result = if cooperative {
@@ -155,6 +183,7 @@ pub struct KafkaSourceBuilder {
     properties: Vec<(String, String)>,
     batch_size: usize,
     event_time_from_kafka: bool,
+    hand_over_timeout: Duration,
 }
 
 impl KafkaSourceBuilder {
@@ -188,6 +217,15 @@ impl KafkaSourceBuilder {
     /// Records per batch, at most (default 1024).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
+        self
+    }
+
+    /// How long a revoked partition waits for the checkpoint that hands it over (default 30 s;
+    /// keep it well under `max.poll.interval.ms`). On timeout the partition is released without
+    /// committing, and its records read since the last checkpoint are read again by the new
+    /// owner (at-least-once for that window). See docs/kafka.md, "Scaling out".
+    pub fn hand_over_timeout(mut self, timeout: Duration) -> Self {
+        self.hand_over_timeout = timeout;
         self
     }
 
@@ -226,6 +264,7 @@ impl KafkaSourceBuilder {
         let context = SourceContext {
             restored: Mutex::new(KafkaPosition::default()),
             changes: Mutex::new(Vec::new()),
+            hand_over: AtomicBool::new(true),
         };
         let consumer: BaseConsumer<SourceContext> = config
             .create_with_context(context)
@@ -240,6 +279,8 @@ impl KafkaSourceBuilder {
             assigned: HashMap::new(),
             blocking_wait: false,
             ready: VecDeque::new(),
+            hand_over: None,
+            hand_over_timeout: self.hand_over_timeout,
         })
     }
 }
@@ -251,6 +292,28 @@ type Ready = (Option<(String, i32, i64)>, SourceEvent<Bytes>);
 struct Assigned {
     split: SplitId,
     source: Arc<SplitRef>,
+}
+
+/// Partitions revoked (cooperative protocol) and not yet released: their records are no longer
+/// emitted, and they are released once a checkpoint holding their final positions completes.
+struct HandOver {
+    /// (topic, partition, the next offset to read when revoked: what to commit). `None`: no
+    /// record of it was read, nothing to commit.
+    parts: Vec<(String, i32, Option<i64>)>,
+    deadline: Instant,
+    /// A checkpoint request is still to be returned by `poll`.
+    request: bool,
+}
+
+impl HandOver {
+    fn covered_by(&self, position: &KafkaPosition) -> bool {
+        self.parts
+            .iter()
+            .all(|(topic, partition, next)| match next {
+                None => true,
+                Some(n) => position.next_offset(topic, *partition) >= Some(*n),
+            })
+    }
 }
 
 /// Reads Kafka topics through a consumer group; each partition is a split. See the crate docs.
@@ -265,6 +328,8 @@ pub struct KafkaSource {
     blocking_wait: bool,
     /// Events ready to hand out, each with the position it moves to (topic, partition, next).
     ready: VecDeque<Ready>,
+    hand_over: Option<HandOver>,
+    hand_over_timeout: Duration,
 }
 
 impl KafkaSource {
@@ -278,6 +343,7 @@ impl KafkaSource {
             properties: Vec::new(),
             batch_size: 1024,
             event_time_from_kafka: true,
+            hand_over_timeout: Duration::from_secs(30),
         }
     }
 
@@ -293,6 +359,8 @@ impl KafkaSource {
             ready: &mut self.ready,
             position: &mut self.position,
             start: self.start,
+            hand_over: &mut self.hand_over,
+            hand_over_timeout: self.hand_over_timeout,
         }
         .apply();
     }
@@ -332,6 +400,8 @@ impl KafkaSource {
                     ready: &mut self.ready,
                     position: &mut self.position,
                     start: self.start,
+                    hand_over: &mut self.hand_over,
+                    hand_over_timeout: self.hand_over_timeout,
                 }
                 .apply();
             }
@@ -364,6 +434,75 @@ impl KafkaSource {
     }
 }
 
+impl KafkaSource {
+    /// Runs blocking client calls (synchronous commit) without stalling other tasks.
+    fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.blocking_wait {
+            tokio::task::block_in_place(f)
+        } else {
+            f()
+        }
+    }
+
+    /// Releases the partitions of the pending hand-over: commits their final offsets first when
+    /// `commit` (a checkpoint holding them has completed), then lets the group give them to
+    /// their new owner. A failed commit still releases them: holding them would stall the
+    /// group, and the new owner then starts at the previous commit (at-least-once).
+    fn release_hand_over(&mut self, commit: bool, outcome: &'static str) {
+        let Some(hand_over) = self.hand_over.take() else {
+            return;
+        };
+        let mut to_commit = TopicPartitionList::new();
+        let mut all = TopicPartitionList::new();
+        for (topic, partition, next) in &hand_over.parts {
+            all.add_partition(topic, *partition);
+            if let (true, Some(n)) = (commit, next) {
+                let _ = to_commit.add_partition_offset(topic, *partition, RdOffset::Offset(*n));
+            }
+            if let Some(p) = self.position.offsets.get_mut(topic) {
+                // From now on the new owner's: a later checkpoint of this instance must not
+                // carry it, or a restart that regained it would resume from a stale offset.
+                p.remove(partition);
+                if p.is_empty() {
+                    self.position.offsets.remove(topic);
+                }
+            }
+        }
+        let mut outcome = outcome;
+        if to_commit.count() > 0 {
+            let started = Instant::now();
+            let result = self.blocking(|| self.consumer.commit(&to_commit, CommitMode::Sync));
+            metrics::histogram!("watershed_kafka_commit_seconds", "mode" => "sync")
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = result {
+                tracing::warn!(offsets = %offsets_text(&to_commit), error = %e, "kafka: committing handed-over partitions failed; releasing them anyway");
+                outcome = "commit_failed";
+            }
+        }
+        if let Err(e) = self.consumer.incremental_unassign(&all) {
+            tracing::error!(error = %e, "kafka: unassigning handed-over partitions failed");
+        }
+        tracing::info!(partitions = %offsets_text(&all), outcome, "kafka: partitions handed over");
+        metrics::counter!("watershed_kafka_hand_overs_total", "outcome" => outcome).increment(1);
+    }
+
+    /// Releases a hand-over that needs no commit, or whose checkpoint did not come in time.
+    fn check_hand_over(&mut self) {
+        let Some(h) = &self.hand_over else {
+            return;
+        };
+        if h.parts.iter().all(|(_, _, next)| next.is_none()) {
+            self.release_hand_over(false, "nothing_read");
+        } else if Instant::now() >= h.deadline {
+            tracing::warn!(
+                timeout = ?self.hand_over_timeout,
+                "kafka: no checkpoint covered the revoked partitions in time; releasing them uncommitted (the new owner re-reads since the last commit)"
+            );
+            self.release_hand_over(false, "timeout");
+        }
+    }
+}
+
 /// The fields a rebalance note touches, borrowed apart from the consumer so notes can be applied
 /// while a polled message still borrows it.
 struct Splits<'a> {
@@ -372,6 +511,8 @@ struct Splits<'a> {
     ready: &'a mut VecDeque<Ready>,
     position: &'a mut KafkaPosition,
     start: StartPosition,
+    hand_over: &'a mut Option<HandOver>,
+    hand_over_timeout: Duration,
 }
 
 impl Splits<'_> {
@@ -407,6 +548,29 @@ impl Splits<'_> {
                     }
                     if seek_by_time.count() > 0 {
                         seek_to_times(self.consumer, seek_by_time);
+                    }
+                }
+                Change::Revoking(parts) => {
+                    let hand_over = self.hand_over.get_or_insert_with(|| HandOver {
+                        parts: Vec::new(),
+                        deadline: Instant::now() + self.hand_over_timeout,
+                        request: true,
+                    });
+                    // A checkpoint taken after this revocation covers every partition of the
+                    // hand-over, the earlier ones included.
+                    hand_over.request = true;
+                    for (topic, partition) in parts {
+                        let key = (topic, partition);
+                        if let Some(a) = self.assigned.remove(&key) {
+                            // Read but not yet handed out: the new owner reads them.
+                            self.ready.retain(|(moves_to, _)| {
+                                !matches!(moves_to, Some((t, p, _)) if *t == key.0 && *p == key.1)
+                            });
+                            self.ready
+                                .push_back((None, SourceEvent::SplitRemoved(a.split)));
+                        }
+                        let next = self.position.next_offset(&key.0, key.1);
+                        hand_over.parts.push((key.0, key.1, next));
                     }
                 }
                 Change::Revoked(parts) => {
@@ -555,6 +719,13 @@ impl Source for KafkaSource {
     async fn poll(&mut self, max_wait: Duration) -> Result<SourceEvent<Bytes>, BoxError> {
         let deadline = Instant::now() + max_wait;
         loop {
+            if self.hand_over.is_some() {
+                self.check_hand_over();
+                if let Some(h) = self.hand_over.as_mut().filter(|h| h.request) {
+                    h.request = false;
+                    return Ok(SourceEvent::CheckpointRequested);
+                }
+            }
             if let Some((moves_to, event)) = self.ready.pop_front() {
                 // The position moves when records are handed over, never before.
                 if let Some((topic, partition, next)) = moves_to {
@@ -618,20 +789,46 @@ impl Source for KafkaSource {
                 }
             }
         }
-        if tpl.count() == 0 {
-            return Ok(());
+        if tpl.count() > 0 {
+            self.consumer
+                .commit(&tpl, CommitMode::Async)
+                .map_err(|error| KafkaError::Commit {
+                    offsets: offsets_text(&tpl),
+                    error,
+                })?;
         }
-        self.consumer
-            .commit(&tpl, CommitMode::Async)
-            .map_err(|error| KafkaError::Commit {
-                offsets: offsets_text(&tpl),
-                error,
-            })?;
+        if self
+            .hand_over
+            .as_ref()
+            .is_some_and(|h| h.covered_by(position))
+        {
+            self.release_hand_over(true, "committed");
+        }
         Ok(())
     }
 
     async fn close(&mut self) -> Result<(), BoxError> {
+        self.consumer
+            .context()
+            .hand_over
+            .store(false, Ordering::Release);
+        // The final checkpoint has completed (and released a covered hand-over): whatever is
+        // still pending was not covered, and is released uncommitted.
+        self.release_hand_over(false, "closing");
         self.consumer.unsubscribe();
         Ok(())
+    }
+}
+
+impl Drop for KafkaSource {
+    /// Dropping the consumer closes it, which waits for the application's unassign call of a
+    /// revocation in progress: release a pending hand-over first, and answer the revocations
+    /// close itself triggers at once.
+    fn drop(&mut self) {
+        self.consumer
+            .context()
+            .hand_over
+            .store(false, Ordering::Release);
+        self.release_hand_over(false, "closing");
     }
 }

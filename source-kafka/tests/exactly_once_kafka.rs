@@ -11,6 +11,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use watershed_core::*;
 use watershed_operators::prelude::*;
@@ -180,4 +182,111 @@ async fn kafka_to_kafka_is_exactly_once_across_kill_9() {
     assert!(duplicated.is_empty(), "duplicates: {duplicated:?}");
     assert_eq!(counts.len(), N, "missing records");
     assert!(counts.keys().all(|v| v.starts_with("EVENT-")));
+}
+
+/// Rule (C6, C7 across a rebalance; Kafka Streams' commit on revoke): a partition moved from a
+/// live instance to another while its records are in flight is handed over at a checkpoint.
+/// Instance A runs alone mid-stream (long checkpoint interval, so it always holds records read
+/// since its last checkpoint), then B joins the group and takes some partitions; A releases
+/// them only after a checkpoint covering what it read of them has completed and their offsets
+/// are committed, so B starts exactly where A's committed output ends. A `read_committed`
+/// consumer of the output sees every input exactly once.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn partitions_moving_between_live_instances_are_handed_over_exactly_once() {
+    let input = unique("ws-handover-in");
+    let output = unique("ws-handover-out");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    for t in [&input, &output] {
+        for r in admin
+            .create_topics(
+                &[NewTopic::new(t, 6, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .unwrap()
+        {
+            r.unwrap();
+        }
+    }
+    const N: usize = 20_000;
+    let group = unique("handover-group");
+    let start = |name: &str| {
+        let id = unique(name);
+        let p = Pipeline::new(
+            PipelineConfig::new(&id)
+                .checkpoint_store(CheckpointStore::memory())
+                .checkpoint_interval(Duration::from_secs(3))
+                .handle_signals(false),
+        );
+        let source = KafkaSource::builder(brokers(), &group)
+            .topic(&input)
+            .build()
+            .unwrap();
+        let sink = KafkaSink::builder(brokers(), &output)
+            .exactly_once(format!("{id}-sink"))
+            .build()
+            .unwrap();
+        let read = Arc::new(AtomicU64::new(0));
+        let counter = read.clone();
+        p.source("in", source, WatermarkStrategy::none())
+            .map(move |v: bytes::Bytes| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                bytes::Bytes::from(v.to_ascii_uppercase())
+            })
+            .sink("out", sink);
+        let stop = p.shutdown_handle();
+        (stop, tokio::spawn(p.run()), read)
+    };
+    // Input arrives steadily for the whole test, so records are always in flight.
+    let producer_input = input.clone();
+    let producing = std::thread::spawn(move || {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        for i in 0..N {
+            let v = format!("event-{i}");
+            let k = format!("k{}", i % 101);
+            let mut rec = BaseRecord::to(&producer_input).key(&k).payload(&v);
+            while let Err((_, r)) = producer.send(rec) {
+                rec = r;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if i % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(40)); // ~2,500 records/s
+            }
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    });
+    let (a_stop, a_run, a_read) = start("a");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(a_read.load(Ordering::Relaxed) > 0, "A read nothing alone");
+    let (b_stop, b_run, b_read) = start("b");
+    let started = Instant::now();
+    while (a_read.load(Ordering::Relaxed) + b_read.load(Ordering::Relaxed)) < N as u64
+        && started.elapsed() < Duration::from_secs(90)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    producing.join().unwrap();
+    let b_share = b_read.load(Ordering::Relaxed);
+    a_stop.shutdown();
+    b_stop.shutdown();
+    a_run.await.unwrap().unwrap();
+    b_run.await.unwrap().unwrap();
+
+    let counts = committed_values(&output, N, Duration::from_secs(60));
+    let duplicated: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(5).collect();
+    let n_duplicated = counts.values().filter(|c| **c > 1).count();
+    assert!(
+        duplicated.is_empty(),
+        "{n_duplicated} records duplicated, e.g. {duplicated:?}"
+    );
+    assert_eq!(counts.len(), N, "missing records");
+    assert!(b_share > 0, "B got no partition");
 }

@@ -374,8 +374,8 @@ async fn transactional_commit_repeated_after_a_restart_writes_nothing_twice() {
 /// Rule: two pipeline instances in one consumer group split the partitions between them; when
 /// one stops gracefully, its partitions move to the other, which resumes at the offsets the
 /// stopped one committed at its final checkpoint: together they process every record once.
-/// (Rebalances happen here while the topic is quiet: a partition moved while its records are in
-/// flight is at-least-once, see docs/kafka.md.)
+/// (Rebalances happen here while the topic is quiet; a partition moved while its records are in
+/// flight is covered by `partitions_moving_between_live_instances_are_handed_over_exactly_once`.)
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn two_instances_share_partitions_and_take_over_on_stop_without_loss_or_duplicates() {
