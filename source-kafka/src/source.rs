@@ -51,7 +51,9 @@ impl KafkaPosition {
 
 #[derive(Debug)]
 enum Change {
-    Assigned(Vec<(String, i32)>),
+    /// With the offset each partition starts at, when it comes from the checkpoint (else the
+    /// group's committed offset or the start position applies).
+    Assigned(Vec<(String, i32, Option<i64>)>),
     /// Released at once (eager protocol, lost partitions, closing source).
     Revoked(Vec<(String, i32)>),
     /// Still assigned: to be released once a checkpoint covering them completes.
@@ -111,16 +113,24 @@ impl ConsumerContext for SourceContext {
         match err {
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut restored = self.restored.lock().expect("restored lock");
-                for (topic, partition) in &parts {
-                    let next = restored
-                        .offsets
-                        .get_mut(topic)
-                        .and_then(|p| p.remove(partition));
+                let mut starts: Vec<(String, i32, Option<i64>)> = parts
+                    .iter()
+                    .map(|(topic, partition)| {
+                        let next = restored
+                            .offsets
+                            .get_mut(topic)
+                            .and_then(|p| p.remove(partition));
+                        (topic.clone(), *partition, next)
+                    })
+                    .collect();
+                drop(restored);
+                start_after_later_commits(consumer, &mut starts);
+                for (topic, partition, next) in &starts {
                     if let Some(next) = next {
-                        let _ = tpl.set_partition_offset(topic, *partition, RdOffset::Offset(next));
+                        let _ =
+                            tpl.set_partition_offset(topic, *partition, RdOffset::Offset(*next));
                     }
                 }
-                drop(restored);
                 let result = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -132,7 +142,7 @@ impl ConsumerContext for SourceContext {
                 self.changes
                     .lock()
                     .expect("changes lock")
-                    .push(Change::Assigned(parts));
+                    .push(Change::Assigned(starts));
             }
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
                 if cooperative
@@ -522,10 +532,25 @@ impl Splits<'_> {
             match change {
                 Change::Assigned(parts) => {
                     let mut seek_by_time = TopicPartitionList::new();
-                    for (topic, partition) in parts {
+                    for (topic, partition, start) in parts {
                         let split = KafkaSource::split_id(&topic, partition);
-                        let restored = self.position.next_offset(&topic, partition).is_some();
-                        if !restored {
+                        // The position names where this partition resumes, so a checkpoint
+                        // taken before its first record neither regresses nor invents it.
+                        match start {
+                            Some(next) => {
+                                self.position
+                                    .offsets
+                                    .entry(topic.clone())
+                                    .or_default()
+                                    .insert(partition, next);
+                            }
+                            None => {
+                                if let Some(p) = self.position.offsets.get_mut(&topic) {
+                                    p.remove(&partition);
+                                }
+                            }
+                        }
+                        if start.is_none() {
                             if let StartPosition::Timestamp(ts) = self.start {
                                 let _ = seek_by_time.add_partition_offset(
                                     &topic,
@@ -585,6 +610,44 @@ impl Splits<'_> {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A restored checkpoint position is raised to the group's committed offset when that is
+/// further: another instance of the group owned the partition after this checkpoint was taken
+/// (it was handed over, then this instance restarted) and committed what it processed. This
+/// instance's own commits never pass its latest checkpoint, which is written before them.
+fn start_after_later_commits(
+    consumer: &BaseConsumer<SourceContext>,
+    starts: &mut [(String, i32, Option<i64>)],
+) {
+    let mut query = TopicPartitionList::new();
+    for (topic, partition, next) in starts.iter() {
+        if next.is_some() {
+            query.add_partition(topic, *partition);
+        }
+    }
+    if query.count() == 0 {
+        return;
+    }
+    let committed = match consumer.committed_offsets(query, Duration::from_secs(10)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "kafka: reading committed offsets failed; resuming from the checkpoint");
+            return;
+        }
+    };
+    for (topic, partition, next) in starts.iter_mut() {
+        let Some(n) = next else { continue };
+        if let Some(RdOffset::Offset(c)) = committed
+            .find_partition(topic, *partition)
+            .map(|e| e.offset())
+        {
+            if c > *n {
+                tracing::info!(topic = %topic, partition = *partition, checkpoint = *n, committed = c, "kafka: resuming after the group's later commit");
+                *n = c;
             }
         }
     }
