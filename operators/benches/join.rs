@@ -325,9 +325,36 @@ fn usage() -> (f64, f64) {
     (cpu, hwm_kb / 1024.0)
 }
 
-/// Resets the peak-RSS mark (Linux: writing 5 to clear_refs), so each run's peak is its own.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Set in a child process of this benchmark: run one tracked join (`RECORDS:DRIFT_MS`, drift
+/// `none` for unaligned) and print its figures. A process per run, because the allocator keeps
+/// freed memory: in one process the first, largest run sets every later run's peak RSS.
+const RSS_CHILD: &str = "WATERSHED_JOIN_BENCH_RSS_CHILD";
+
+fn rss_child(rt: &tokio::runtime::Runtime, spec: &str) {
+    let (n, drift) = spec.split_once(':').expect("RECORDS:DRIFT_MS");
+    let n: u64 = n.parse().expect("records");
+    let alignment = drift.parse().ok().map(Duration::from_millis);
+    let (t, results, state) = pipeline_tracked(rt, n, alignment);
+    let (_, peak) = usage();
+    println!("{} {results} {state} {peak}", t.as_secs_f64());
+}
+
+/// (time, results, peak state, peak RSS MiB) of one tracked join run in a child process.
+fn measure_in_child(records: u64, alignment: Option<Duration>) -> (Duration, u64, u64, f64) {
+    let drift = alignment.map_or("none".to_string(), |d| d.as_millis().to_string());
+    let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .env(RSS_CHILD, format!("{records}:{drift}"))
+        .output()
+        .expect("child runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = text.split_whitespace().collect();
+    assert!(out.status.success() && f.len() == 4, "child failed: {text}");
+    (
+        Duration::from_secs_f64(f[0].parse().expect("time")),
+        f[1].parse().expect("results"),
+        f[2].parse().expect("state"),
+        f[3].parse().expect("rss"),
+    )
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -351,6 +378,9 @@ fn main() {
         .build()
         .unwrap();
     let name = "join_interval";
+    if let Ok(spec) = std::env::var(RSS_CHILD) {
+        return rss_child(&rt, &spec);
+    }
     baseline(&rt, records / 10);
     pipeline(&rt, records / 10);
 
@@ -405,9 +435,7 @@ fn main() {
     ] {
         let mut rss = Vec::new();
         for n in [1_000_000u64, 10_000_000] {
-            reset_peak_rss();
-            let (t, results, state) = pipeline_tracked(&rt, n, alignment);
-            let (_, peak) = usage();
+            let (t, results, state, peak) = measure_in_child(n, alignment);
             println!(
                 "{name} ({label}): {n} records, {results} pairs in {:.1} s, peak RSS {peak:.1} MiB, peak state {state} elements",
                 t.as_secs_f64()
