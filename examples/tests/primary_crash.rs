@@ -1,7 +1,8 @@
 //! The primary example (Kinesis → analytics → S3 Parquet, raw archive, dead letters) killed with
 //! `kill -9` three times and restarted: the Parquet output holds, for every window and page,
-//! exactly the counts a reference computation over the input gives, and the raw archive holds
-//! every event once. Needs the local brokers.
+//! exactly the counts a reference computation over the input gives, the per-category output
+//! (categories from the reference table in S3) too, and the raw archive holds every event once.
+//! Needs the local brokers.
 //!
 //! 20,000 events, not 500,000: the local Kinesis server (kinesis-mock) slows down sharply as a
 //! shard fills (docs/local-brokers.md); the 500,000-event run is the Kafka example's.
@@ -13,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use watershed_examples::analytics::ClickSpec;
+use watershed_examples::analytics::{CategoryStats, ClickSpec};
 
 const EVENTS: u64 = 20_000;
 
@@ -179,6 +180,24 @@ async fn primary_killed_three_times_writes_exactly_the_reference_counts_to_s3() 
             std::fs::read_to_string(kept.join("primary.log")).unwrap_or_default()
         );
     }
+
+    // Per category: each window once, with the reference's views.
+    let mut categories: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    for bytes in objects(&format!("{prefix}/category-stats")).await {
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        for line in text.lines() {
+            let c: CategoryStats = serde_json::from_str(line).unwrap();
+            let key = (c.category, c.window_start);
+            assert!(
+                categories.insert(key.clone(), c.views).is_none(),
+                "category window {key:?} written twice"
+            );
+        }
+    }
+    assert_eq!(categories, spec.category_reference(), "category output");
 
     // The raw archive holds every event (and end marker) exactly once.
     let mut seen: HashMap<String, u32> = HashMap::new();
