@@ -230,6 +230,22 @@ pub fn default_categories_csv(pages: u64) -> String {
     csv
 }
 
+/// The table as the primary and hybrid examples load it: `key`, or by default
+/// `<prefix>/reference/page-categories.csv`, with the default table for
+/// [`ClickSpec::default`]'s pages when missing, checked for a new version every 30 s.
+pub async fn examples_page_categories(
+    store: Arc<dyn ObjectStore>,
+    prefix: &str,
+    key: Option<&str>,
+) -> Result<PageCategories, ReferenceError> {
+    let key = key.map_or_else(
+        || format!("{prefix}/reference/page-categories.csv"),
+        str::to_owned,
+    );
+    let pages = ClickSpec::default().pages;
+    page_categories(store, &key, pages, Duration::from_secs(30)).await
+}
+
 #[derive(Deserialize)]
 struct CategoryRow {
     page: String,

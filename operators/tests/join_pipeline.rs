@@ -343,20 +343,18 @@ fn interval_join_state_stays_bounded_over_a_long_input() {
     );
 }
 
-/// Rule: the join's watermark is the minimum of both inputs' (T3): a left input that runs far
-/// ahead (and finishes) does not make the slower right input's elements late, so every pair is
-/// still found.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fast_input_does_not_make_the_slow_inputs_elements_late() {
-    let p = Pipeline::new(config("min-watermark", &CheckpointStore::memory(), 2));
+/// A left-outer interval join of a fast (unthrottled) and a slow (3,000 records/s) input,
+/// generated from `seed`; returns its sorted output.
+async fn fast_slow_join(config: PipelineConfig, seed: u64) -> Vec<(Outer, i64)> {
+    let p = Pipeline::new(config);
     let fast = p.source(
         "fast",
-        GeneratorSource::new(SPLITS, PER_SPLIT, |s, i| event(7, 1, s, i)).batch_size(64),
+        GeneratorSource::new(SPLITS, PER_SPLIT, move |s, i| event(seed, 1, s, i)).batch_size(64),
         WatermarkStrategy::bounded_out_of_orderness(DELAY),
     );
     let slow = p.source(
         "slow",
-        GeneratorSource::new(SPLITS, PER_SPLIT, |s, i| event(7, 2, s, i))
+        GeneratorSource::new(SPLITS, PER_SPLIT, move |s, i| event(seed, 2, s, i))
             .batch_size(4)
             .rate(3_000.0),
         WatermarkStrategy::bounded_out_of_orderness(DELAY),
@@ -368,7 +366,16 @@ async fn a_fast_input_does_not_make_the_slow_inputs_elements_late() {
         .left_outer()
         .sink("out", out.clone());
     p.run().await.unwrap();
-    assert_eq!(sorted_i(&out), ref_interval(7));
+    sorted_i(&out)
+}
+
+/// Rule: the join's watermark is the minimum of both inputs' (T3): a left input that runs far
+/// ahead (and finishes) does not make the slower right input's elements late, so every pair is
+/// still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_input_does_not_make_the_slow_inputs_elements_late() {
+    let config = config("min-watermark", &CheckpointStore::memory(), 2);
+    assert_eq!(fast_slow_join(config, 7).await, ref_interval(7));
 }
 
 /// Rule: watermark alignment changes only when inputs are read, never the result: the same
@@ -376,28 +383,7 @@ async fn a_fast_input_does_not_make_the_slow_inputs_elements_late() {
 /// reference, at parallelism 2, with checkpoints aligning barriers across the held input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watermark_alignment_holds_the_fast_input_without_changing_the_join() {
-    let p = Pipeline::new(
-        config("aligned", &CheckpointStore::memory(), 2)
-            .watermark_alignment(Duration::from_millis(200)),
-    );
-    let fast = p.source(
-        "fast",
-        GeneratorSource::new(SPLITS, PER_SPLIT, |s, i| event(11, 1, s, i)).batch_size(64),
-        WatermarkStrategy::bounded_out_of_orderness(DELAY),
-    );
-    let slow = p.source(
-        "slow",
-        GeneratorSource::new(SPLITS, PER_SPLIT, |s, i| event(11, 2, s, i))
-            .batch_size(4)
-            .rate(3_000.0),
-        WatermarkStrategy::bounded_out_of_orderness(DELAY),
-    );
-    let out = CollectSink::new();
-    fast.key_by(|e: &Ev| e.0)
-        .interval_join(slow.key_by(|e: &Ev| e.0))
-        .between(LOWER, UPPER)
-        .left_outer()
-        .sink("out", out.clone());
-    p.run().await.unwrap();
-    assert_eq!(sorted_i(&out), ref_interval(11));
+    let config = config("aligned", &CheckpointStore::memory(), 2)
+        .watermark_alignment(Duration::from_millis(200));
+    assert_eq!(fast_slow_join(config, 11).await, ref_interval(11));
 }

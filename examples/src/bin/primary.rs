@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use watershed_core::{CheckpointStore, Pipeline, PipelineConfig, WatermarkStrategy};
 use watershed_examples::analytics::{
-    analytics, event_time_of, page_categories, CategoryStats, ClickSpec, ErrorRate, PageStats,
+    analytics, event_time_of, examples_page_categories, CategoryStats, ErrorRate, PageStats,
 };
 use watershed_examples::observe;
 use watershed_sink_s3::{Compression, Format, ParquetOptions, S3Sink};
@@ -105,18 +105,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         observe::print_progress(handle, "primary");
     }
     let s3 = Arc::new(observe::s3_client()?);
-    // Reference data from S3: page → category, checked for a new version every 30 s.
-    let categories_key = a
-        .categories
-        .clone()
-        .unwrap_or_else(|| format!("{}/reference/page-categories.csv", a.s3_prefix));
-    let categories = page_categories(
-        s3.clone(),
-        &categories_key,
-        ClickSpec::default().pages,
-        Duration::from_secs(30),
-    )
-    .await?;
+    let categories =
+        examples_page_categories(s3.clone(), &a.s3_prefix, a.categories.as_deref()).await?;
     let pipeline = Pipeline::new(
         PipelineConfig::new(&a.id)
             .checkpoint_store(CheckpointStore::local(&a.checkpoints)?)
