@@ -1,7 +1,7 @@
 //! Kafka source and sink against raw rdkafka loops doing the same work, in one run, against the
 //! local broker (`scripts/brokers up`). See docs/benchmarks.md.
 //!
-//! `cargo bench -p watershed-source-kafka --bench kafka [-- RECORDS PAIRS]`
+//! `cargo bench -p watershed-source-kafka --bench kafka [-- RECORDS PAIRS [source|sink]]`
 
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -79,16 +79,26 @@ fn rand_seed() -> u128 {
         .as_nanos()
 }
 
-/// The hand-written consumer: poll, decode, drop — what the pipeline does, without it.
-fn raw_consume(topic: &str, n: u64) -> Duration {
+/// A raw consumer with the client settings `KafkaSource` uses that bear on throughput, so the
+/// comparison is of the loops, not of the configurations.
+fn raw_consumer(topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", group())
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("isolation.level", "read_committed")
+        .set("fetch.queue.backoff.ms", "50")
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// The hand-written consumer: poll, decode, drop — what the pipeline does, without it.
+fn raw_consume(topic: &str, n: u64) -> Duration {
+    let consumer = raw_consumer(topic);
     let t = Instant::now();
     let mut got = 0;
     while got < n {
@@ -96,6 +106,32 @@ fn raw_consume(topic: &str, n: u64) -> Duration {
             let e: Event = serde_json::from_slice(m.payload().unwrap()).unwrap();
             black_box(e);
             got += 1;
+        }
+    }
+    t.elapsed()
+}
+
+/// The same, written as the source reads: drain what is prefetched with non-blocking polls,
+/// block in `poll` only when nothing is (per-message `poll` with a timeout costs more).
+fn raw_drain(topic: &str, n: u64) -> Duration {
+    let consumer = raw_consumer(topic);
+    let t = Instant::now();
+    let mut got = 0;
+    while got < n {
+        match consumer.poll(Duration::ZERO) {
+            Some(Ok(m)) => {
+                let e: Event = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                black_box(e);
+                got += 1;
+            }
+            Some(Err(_)) => {}
+            None => {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+                    let e: Event = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                    black_box(e);
+                    got += 1;
+                }
+            }
         }
     }
     t.elapsed()
@@ -120,7 +156,7 @@ impl Sink for Discard {
     }
 }
 
-fn pipeline_consume(rt: &tokio::runtime::Runtime, topic: &str, n: u64) -> Duration {
+fn pipeline_consume(rt: &tokio::runtime::Runtime, topic: &str, n: u64, headers: bool) -> Duration {
     rt.block_on(async {
         let p = Pipeline::new(
             PipelineConfig::new(group())
@@ -128,10 +164,11 @@ fn pipeline_consume(rt: &tokio::runtime::Runtime, topic: &str, n: u64) -> Durati
                 .handle_signals(false),
         );
         let count = Arc::new(AtomicU64::new(0));
-        let source = KafkaSource::builder(brokers(), group())
-            .topic(topic)
-            .build()
-            .unwrap();
+        let mut source = KafkaSource::builder(brokers(), group()).topic(topic);
+        if !headers {
+            source = source.without_headers();
+        }
+        let source = source.build().unwrap();
         p.source("kafka", source, WatermarkStrategy::none())
             .decode_json::<Event>()
             .sink("discard", Discard(count.clone()));
@@ -227,10 +264,12 @@ fn report(name: &str, base: &mut [f64], pipe: &mut [f64], cpu: f64, n: u64, pair
         median(pipe)
     );
     println!("BENCH name={name} metric=ratio value={ratio:.3}");
-    println!(
-        "BENCH name={name} metric=events_per_cpu_s value={:.0}",
-        n as f64 * pairs as f64 / cpu.max(1e-9)
-    );
+    if cpu.is_finite() {
+        println!(
+            "BENCH name={name} metric=events_per_cpu_s value={:.0}",
+            n as f64 * pairs as f64 / cpu.max(1e-9)
+        );
+    }
 }
 
 fn main() {
@@ -243,6 +282,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let pairs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let only = args.get(2).map(String::as_str);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -272,24 +312,79 @@ fn main() {
     println!("preloading {n} records of 100 bytes into {topic} (3 partitions)");
     raw_produce(&topic, n);
 
-    let (mut base, mut pipe, mut cpu) = (Vec::new(), Vec::new(), 0.0);
-    for pair in 0..pairs {
-        let b = raw_consume(&topic, n);
-        let c0 = cpu_seconds();
-        let p = pipeline_consume(&rt, &topic, n);
-        cpu += cpu_seconds() - c0;
-        println!("source pair {pair}: raw {:.2?}, pipeline {:.2?}", b, p);
-        base.push(n as f64 / b.as_secs_f64());
-        pipe.push(n as f64 / p.as_secs_f64());
+    if only != Some("sink") {
+        consume_pairs(&rt, &topic, n, pairs);
     }
-    report("kafka_source", &mut base, &mut pipe, cpu, n, pairs);
+    if only != Some("source") {
+        produce_pairs(&rt, &topic, n, pairs);
+    }
+    println!(
+        "BENCH name=kafka metric=peak_rss_mb value={:.1}",
+        peak_rss_mb()
+    );
+}
 
+/// Each round runs the two raw loops and the pipeline with and without headers, one after the
+/// other on the same topic; ratios are taken within a round (the machine's load drifts).
+fn consume_pairs(rt: &tokio::runtime::Runtime, topic: &str, n: u64, pairs: usize) {
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let (mut base, mut drain, mut pipe, mut bare) = (vec![], vec![], vec![], vec![]);
+    let (mut cpu_raw, mut cpu_pipe) = (0.0, 0.0);
+    for pair in 0..pairs {
+        let c0 = cpu_seconds();
+        let b = raw_consume(topic, n);
+        let d = raw_drain(topic, n);
+        let c1 = cpu_seconds();
+        let p = pipeline_consume(rt, topic, n, true);
+        let c2 = cpu_seconds();
+        let h = pipeline_consume(rt, topic, n, false);
+        cpu_raw += c1 - c0;
+        cpu_pipe += c2 - c1;
+        println!(
+            "source round {pair}: raw poll loop {b:.2?}, raw drain loop {d:.2?}, pipeline {p:.2?}, pipeline without headers {h:.2?}"
+        );
+        base.push(rate(b));
+        drain.push(rate(d));
+        pipe.push(rate(p));
+        bare.push(rate(h));
+    }
+    println!(
+        "BENCH name=kafka_source_raw metric=events_per_cpu_s value={:.0}",
+        2.0 * n as f64 * pairs as f64 / cpu_raw.max(1e-9)
+    );
+    report(
+        "kafka_source",
+        &mut base.clone(),
+        &mut pipe.clone(),
+        cpu_pipe,
+        n,
+        pairs,
+    );
+    report(
+        "kafka_source_vs_drain",
+        &mut drain.clone(),
+        &mut pipe,
+        cpu_pipe,
+        n,
+        pairs,
+    );
+    report(
+        "kafka_source_without_headers",
+        &mut base,
+        &mut bare,
+        f64::NAN,
+        n,
+        pairs,
+    );
+}
+
+fn produce_pairs(rt: &tokio::runtime::Runtime, topic: &str, n: u64, pairs: usize) {
     let out = format!("{topic}-out");
     let (mut base, mut pipe, mut cpu) = (Vec::new(), Vec::new(), 0.0);
     for pair in 0..pairs {
         let b = raw_produce(&out, n);
         let c0 = cpu_seconds();
-        let p = pipeline_produce(&rt, &out, n, false);
+        let p = pipeline_produce(rt, &out, n, false);
         cpu += cpu_seconds() - c0;
         println!("sink pair {pair}: raw {:.2?}, pipeline {:.2?}", b, p);
         base.push(n as f64 / b.as_secs_f64());
@@ -297,13 +392,9 @@ fn main() {
     }
     report("kafka_sink", &mut base, &mut pipe, cpu, n, pairs);
 
-    let t = pipeline_produce(&rt, &format!("{topic}-txn"), n, true);
+    let t = pipeline_produce(rt, &format!("{topic}-txn"), n, true);
     println!(
         "BENCH name=kafka_sink_transactional metric=records_per_s value={:.0}",
         n as f64 / t.as_secs_f64()
-    );
-    println!(
-        "BENCH name=kafka metric=peak_rss_mb value={:.1}",
-        peak_rss_mb()
     );
 }

@@ -71,6 +71,16 @@ struct SourceContext {
     /// Whether cooperative revocations wait for a checkpoint; off while the source closes, as
     /// librdkafka's close waits for the unassign call and no checkpoint will come.
     hand_over: AtomicBool,
+    /// Set when `changes` holds notes: the poll loop looks at the notes only then, without
+    /// taking the lock on every poll.
+    changed: AtomicBool,
+}
+
+impl SourceContext {
+    fn note(&self, change: Change) {
+        self.changes.lock().expect("changes lock").push(change);
+        self.changed.store(true, Ordering::Release);
+    }
 }
 
 impl ClientContext for SourceContext {
@@ -139,10 +149,7 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = result {
                     tracing::error!(error = %e, "kafka: assigning partitions failed");
                 }
-                self.changes
-                    .lock()
-                    .expect("changes lock")
-                    .push(Change::Assigned(starts));
+                self.note(Change::Assigned(starts));
             }
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
                 if cooperative
@@ -153,10 +160,7 @@ impl ConsumerContext for SourceContext {
                 // their new owner (and pauses fetching) until we call incremental_unassign,
                 // which the source does once a checkpoint covering what it read of them has
                 // completed and their offsets are committed (Kafka Streams' commit on revoke).
-                self.changes
-                    .lock()
-                    .expect("changes lock")
-                    .push(Change::Revoking(parts));
+                self.note(Change::Revoking(parts));
             }
             RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let result = if cooperative {
@@ -167,10 +171,7 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = result {
                     tracing::error!(error = %e, "kafka: unassigning partitions failed");
                 }
-                self.changes
-                    .lock()
-                    .expect("changes lock")
-                    .push(Change::Revoked(parts));
+                self.note(Change::Revoked(parts));
             }
             other => {
                 tracing::error!(error = ?other, "kafka: rebalance error");
@@ -194,6 +195,7 @@ pub struct KafkaSourceBuilder {
     batch_size: usize,
     event_time_from_kafka: bool,
     hand_over_timeout: Duration,
+    read_headers: bool,
 }
 
 impl KafkaSourceBuilder {
@@ -239,6 +241,14 @@ impl KafkaSourceBuilder {
         self
     }
 
+    /// Leaves record headers empty. librdkafka parses a message's headers when asked for them,
+    /// with an allocation per message even when there are none: about 8% of the source's
+    /// throughput in the benchmark (docs/benchmarks.md). For pipelines that do not use headers.
+    pub fn without_headers(mut self) -> Self {
+        self.read_headers = false;
+        self
+    }
+
     /// Use the read time instead of the Kafka record timestamp as event time.
     pub fn event_time_from_read_time(mut self) -> Self {
         self.event_time_from_kafka = false;
@@ -257,6 +267,11 @@ impl KafkaSourceBuilder {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("isolation.level", "read_committed")
             .set("statistics.interval.ms", "5000")
+            // librdkafka stops fetching a partition whose prefetch queue is full and looks
+            // again only after this backoff (default 1 s): a pipeline that drains the queue
+            // in a fraction of that then waits for data that is there (measured: 0.75 of a
+            // raw consumer loop's throughput with the default, 3-4x it with 50 ms).
+            .set("fetch.queue.backoff.ms", "50")
             .set(
                 "auto.offset.reset",
                 match self.start {
@@ -275,6 +290,7 @@ impl KafkaSourceBuilder {
             restored: Mutex::new(KafkaPosition::default()),
             changes: Mutex::new(Vec::new()),
             hand_over: AtomicBool::new(true),
+            changed: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<SourceContext> = config
             .create_with_context(context)
@@ -285,12 +301,14 @@ impl KafkaSourceBuilder {
             start: self.start,
             batch_size: self.batch_size,
             event_time_from_kafka: self.event_time_from_kafka,
+            read_headers: self.read_headers,
             position: KafkaPosition::default(),
             assigned: HashMap::new(),
             blocking_wait: false,
             ready: VecDeque::new(),
             hand_over: None,
             hand_over_timeout: self.hand_over_timeout,
+            records_in: HashMap::new(),
         })
     }
 }
@@ -333,6 +351,7 @@ pub struct KafkaSource {
     start: StartPosition,
     batch_size: usize,
     event_time_from_kafka: bool,
+    read_headers: bool,
     position: KafkaPosition,
     assigned: HashMap<(String, i32), Assigned>,
     blocking_wait: bool,
@@ -340,6 +359,8 @@ pub struct KafkaSource {
     ready: VecDeque<Ready>,
     hand_over: Option<HandOver>,
     hand_over_timeout: Duration,
+    /// Per-partition records-in counters, registered once.
+    records_in: HashMap<(String, i32), metrics::Counter>,
 }
 
 impl KafkaSource {
@@ -354,6 +375,7 @@ impl KafkaSource {
             batch_size: 1024,
             event_time_from_kafka: true,
             hand_over_timeout: Duration::from_secs(30),
+            read_headers: true,
         }
     }
 
@@ -376,21 +398,20 @@ impl KafkaSource {
     }
 
     /// Drains what librdkafka has prefetched, up to one batch, into per-partition batches.
-    /// `first` is a message already polled while waiting.
+    /// `first` is a message already polled while waiting. No allocation per message: a
+    /// partition's batch is found by comparing with the previous message's (messages come in
+    /// runs per partition), and the topic name is copied once per partition per drain.
     fn drain(&mut self, first: Option<OwnedMessage>) -> Result<usize, KafkaError> {
-        let mut per_split: HashMap<(String, i32), Vec<Record<Bytes>>> = HashMap::new();
+        let mut batches: Vec<Pending> = Vec::new();
         let mut n = 0;
         let now = EventTime::now();
         if let Some(m) = first {
             self.apply_changes();
-            if let Some(r) = to_record(&self.assigned, self.event_time_from_kafka, now, &m) {
-                per_split
-                    .entry((m.topic().to_string(), m.partition()))
-                    .or_default()
-                    .push(r);
+            if self.push(&mut batches, now, &m).is_some() {
                 n += 1;
             }
         }
+        let mut last = batches.len().wrapping_sub(1);
         while n < self.batch_size {
             let message = match self.consumer.poll(Duration::ZERO) {
                 None => break,
@@ -400,48 +421,127 @@ impl KafkaSource {
                     continue;
                 }
             };
-            let key = (message.topic().to_string(), message.partition());
-            if !self.assigned.contains_key(&key) {
-                // Rebalance callbacks run inside poll: a newly assigned partition is known
-                // only after its notes are applied (the lock is taken only on this miss).
-                Splits {
-                    consumer: &self.consumer,
-                    assigned: &mut self.assigned,
-                    ready: &mut self.ready,
-                    position: &mut self.position,
-                    start: self.start,
-                    hand_over: &mut self.hand_over,
-                    hand_over_timeout: self.hand_over_timeout,
+            match Self::find(&batches, last, &message) {
+                Some(at) => {
+                    let b = &mut batches[at];
+                    b.records.push(self.record(&b.source, now, &message));
+                    last = at;
+                    n += 1;
                 }
-                .apply();
-            }
-            // None: revoked between fetch and poll.
-            if let Some(r) = to_record(&self.assigned, self.event_time_from_kafka, now, &message) {
-                per_split.entry(key).or_default().push(r);
-                n += 1;
+                None => {
+                    // The first message of a partition in this drain: copied, as looking the
+                    // partition up may apply rebalance notes, which needs the consumer free.
+                    let owned = message.detach();
+                    if let Some(at) = self.push(&mut batches, now, &owned) {
+                        last = at;
+                        n += 1;
+                    }
+                }
             }
         }
         // A partition revoked during this drain: its records are the new owner's to read.
         self.apply_changes();
-        for ((topic, partition), records) in per_split {
-            let Some(assigned) = self.assigned.get(&(topic.clone(), partition)) else {
+        for b in batches {
+            if !self.assigned.contains_key(&(b.topic.clone(), b.partition)) {
+                continue;
+            }
+            let Some(Origin {
+                offset: Offset::Number(o),
+                ..
+            }) = b.records.last().and_then(|r| r.origin.as_ref())
+            else {
                 continue;
             };
-            let next = match records.last().and_then(|r| r.origin.as_ref()) {
-                Some(Origin {
-                    offset: Offset::Number(o),
-                    ..
-                }) => o + 1,
-                _ => continue,
-            };
-            let split = assigned.split.clone();
+            let next = o + 1;
+            self.count_in(&b.topic, b.partition, b.records.len());
             self.ready.push_back((
-                Some((topic, partition, next)),
-                SourceEvent::Batch { split, records },
+                Some((b.topic, b.partition, next)),
+                SourceEvent::Batch {
+                    split: b.split,
+                    records: b.records,
+                },
             ));
         }
         Ok(n)
     }
+
+    /// The batch of `message`'s partition among those of this drain.
+    fn find<M: Message>(batches: &[Pending], last: usize, message: &M) -> Option<usize> {
+        let is = |b: &Pending| b.partition == message.partition() && b.topic == message.topic();
+        if batches.get(last).is_some_and(is) {
+            return Some(last);
+        }
+        batches.iter().position(is)
+    }
+
+    /// Adds `message` to its partition's batch, starting the batch if needed. `None`: the
+    /// partition is not assigned (revoked, or being handed over, between fetch and poll).
+    fn push(
+        &mut self,
+        batches: &mut Vec<Pending>,
+        now: EventTime,
+        message: &OwnedMessage,
+    ) -> Option<usize> {
+        let at = match Self::find(batches, usize::MAX, message) {
+            Some(at) => at,
+            None => {
+                let key = (message.topic().to_string(), message.partition());
+                if !self.assigned.contains_key(&key) {
+                    // Rebalance callbacks run inside poll: a newly assigned partition is
+                    // known only once its notes are applied.
+                    self.apply_changes();
+                }
+                let assigned = self.assigned.get(&key)?;
+                let (split, source) = (assigned.split.clone(), assigned.source.clone());
+                batches.push(Pending {
+                    topic: message.topic().to_string(),
+                    partition: message.partition(),
+                    split,
+                    source,
+                    records: Vec::with_capacity(self.batch_size.min(256)),
+                });
+                batches.len() - 1
+            }
+        };
+        let b = &mut batches[at];
+        b.records.push(self.record(&b.source, now, message));
+        Some(at)
+    }
+
+    fn record<M: Message>(
+        &self,
+        source: &Arc<SplitRef>,
+        now: EventTime,
+        message: &M,
+    ) -> Record<Bytes> {
+        let convert = Convert {
+            event_time_from_kafka: self.event_time_from_kafka,
+            read_headers: self.read_headers,
+        };
+        to_record(convert, source, now, message)
+    }
+
+    /// Records in per partition, counted per batch.
+    fn count_in(&mut self, topic: &str, partition: i32, n: usize) {
+        let key = (topic.to_string(), partition);
+        let counter = self.records_in.entry(key).or_insert_with(|| {
+            metrics::counter!(
+                "watershed_kafka_partition_records_in_total",
+                "topic" => topic.to_string(),
+                "partition" => partition.to_string()
+            )
+        });
+        counter.increment(n as u64);
+    }
+}
+
+/// One partition's records of a drain.
+struct Pending {
+    topic: String,
+    partition: i32,
+    split: SplitId,
+    source: Arc<SplitRef>,
+    records: Vec<Record<Bytes>>,
 }
 
 impl KafkaSource {
@@ -527,7 +627,11 @@ struct Splits<'a> {
 
 impl Splits<'_> {
     fn apply(self) {
-        let changes = std::mem::take(&mut *self.consumer.context().changes.lock().expect("lock"));
+        let context = self.consumer.context();
+        if !context.changed.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let changes = std::mem::take(&mut *context.changes.lock().expect("lock"));
         for change in changes {
             match change {
                 Change::Assigned(parts) => {
@@ -688,15 +792,20 @@ fn seek_to_times(consumer: &BaseConsumer<SourceContext>, tpl: TopicPartitionList
     }
 }
 
+/// How messages become records.
+struct Convert {
+    event_time_from_kafka: bool,
+    read_headers: bool,
+}
+
 /// The record for a message of an assigned partition.
 fn to_record<M: Message>(
-    assigned: &HashMap<(String, i32), Assigned>,
-    event_time_from_kafka: bool,
+    convert: Convert,
+    source: &Arc<SplitRef>,
     now: EventTime,
     message: &M,
-) -> Option<Record<Bytes>> {
-    let split = assigned.get(&(message.topic().to_string(), message.partition()))?;
-    let timestamp = if event_time_from_kafka {
+) -> Record<Bytes> {
+    let timestamp = if convert.event_time_from_kafka {
         message
             .timestamp()
             .to_millis()
@@ -710,7 +819,12 @@ fn to_record<M: Message>(
         timestamp,
     );
     record.key = message.key().map(Bytes::copy_from_slice);
-    if let Some(hs) = message.headers() {
+    let headers = if convert.read_headers {
+        message.headers()
+    } else {
+        None
+    };
+    if let Some(hs) = headers {
         let mut headers = Headers::new();
         for i in 0..hs.count() {
             let h = hs.get(i);
@@ -719,10 +833,10 @@ fn to_record<M: Message>(
         record.headers = headers;
     }
     record.origin = Some(Origin {
-        source: split.source.clone(),
+        source: source.clone(),
         offset: Offset::Number(message.offset()),
     });
-    Some(record)
+    record
 }
 
 /// End-of-partition notices are not errors; fatal errors stop the source; the rest are logged
