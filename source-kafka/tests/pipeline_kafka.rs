@@ -274,6 +274,80 @@ async fn a_restored_position_behind_a_later_group_commit_resumes_at_the_commit()
     assert!(out.values().iter().all(|v| !v.starts_with(b"b:")));
 }
 
+/// Rule: a record carries its Kafka key, headers (a null-valued one included), timestamp and
+/// origin (topic, partition, offset); `without_headers()` leaves the headers out.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn records_carry_key_headers_timestamp_and_origin() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let topic = unique("ws-headers");
+    create_topic(&topic, 1).await;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "trace",
+            value: Some("abc"),
+        })
+        .insert(Header {
+            key: "empty",
+            value: None::<&[u8]>,
+        });
+    producer
+        .send(
+            BaseRecord::to(&topic)
+                .key("user-7")
+                .payload("v")
+                .timestamp(1_700_000_000_123)
+                .headers(headers),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+    for with_headers in [true, false] {
+        let p = Pipeline::new(config(&unique("headers"), &CheckpointStore::memory()));
+        let mut source = KafkaSource::builder(brokers(), unique("group")).topic(&topic);
+        if !with_headers {
+            source = source.without_headers();
+        }
+        // The collecting sink keeps values only: look at the records on their way.
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Record<Bytes>>::new()));
+        let keep = seen.clone();
+        p.source("kafka", source.build().unwrap(), WatermarkStrategy::none())
+            .apply(
+                "look",
+                FnOperator::new(move |b: Batch<Bytes>, out: &mut Collector<Bytes>| {
+                    keep.lock().unwrap().extend(b.iter().cloned());
+                    out.emit_batch(b);
+                }),
+            )
+            .sink("out", CollectSink::new());
+        let check = seen.clone();
+        run_until(p, Duration::from_secs(60), move || {
+            !check.lock().unwrap().is_empty()
+        })
+        .await;
+        let records = seen.lock().unwrap().clone();
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.key.as_deref(), Some(&b"user-7"[..]));
+        assert_eq!(r.timestamp, EventTime(1_700_000_000_123));
+        let origin = r.origin.as_ref().unwrap();
+        assert_eq!(origin.split().as_str(), format!("{topic}-0"));
+        assert_eq!(origin.offset, Offset::Number(0));
+        if with_headers {
+            assert_eq!(r.headers.len(), 2);
+            let trace = r.headers.get("trace").unwrap();
+            assert_eq!(trace.value.as_deref(), Some(&b"abc"[..]));
+            assert_eq!(r.headers.get("empty").unwrap().value, None);
+        } else {
+            assert!(r.headers.is_empty());
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct View {
     page: String,
