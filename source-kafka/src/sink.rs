@@ -317,6 +317,7 @@ fn commit_epoch(
         checkpoint: checkpoint.0,
         error: e,
     };
+    let started = std::time::Instant::now();
     producer.begin_transaction().map_err(txn)?;
     let produced = records
         .iter()
@@ -326,11 +327,20 @@ fn commit_epoch(
                 .send_offsets_to_transaction(&marker_list(topic, Some(checkpoint)), &cgm, timeout)
                 .map_err(txn)
         })
-        .and_then(|_| producer.commit_transaction(timeout).map_err(txn));
+        .and_then(|_| {
+            let committing = std::time::Instant::now();
+            let r = producer.commit_transaction(timeout).map_err(txn);
+            metrics::histogram!("watershed_kafka_commit_seconds", "kind" => "transaction")
+                .record(committing.elapsed().as_secs_f64());
+            r
+        });
     if let Err(e) = produced {
+        metrics::counter!("watershed_kafka_transaction_errors_total").increment(1);
         let _ = producer.abort_transaction(timeout);
         return Err(e);
     }
+    metrics::histogram!("watershed_kafka_transaction_seconds")
+        .record(started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -408,9 +418,13 @@ impl Sink for KafkaSink {
         }
         let producer = self.producer.clone();
         let timeout = self.flush_timeout;
+        let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await?
             .map_err(KafkaError::Flush)?;
+        // At-least-once, the checkpoint's commit is this wait for every delivery.
+        metrics::histogram!("watershed_kafka_commit_seconds", "kind" => "flush")
+            .record(started.elapsed().as_secs_f64());
         self.check_deliveries()?;
         Ok(KafkaEpoch::default())
     }

@@ -582,9 +582,10 @@ impl KafkaSource {
         if to_commit.count() > 0 {
             let started = Instant::now();
             let result = self.blocking(|| self.consumer.commit(&to_commit, CommitMode::Sync));
-            metrics::histogram!("watershed_kafka_commit_seconds", "mode" => "sync")
+            metrics::histogram!("watershed_kafka_commit_seconds", "kind" => "hand_over")
                 .record(started.elapsed().as_secs_f64());
             if let Err(e) = result {
+                metrics::counter!("watershed_kafka_commit_errors_total").increment(1);
                 tracing::warn!(offsets = %offsets_text(&to_commit), error = %e, "kafka: committing handed-over partitions failed; releasing them anyway");
                 outcome = "commit_failed";
             }
@@ -967,12 +968,24 @@ impl Source for KafkaSource {
             }
         }
         if tpl.count() > 0 {
-            self.consumer
-                .commit(&tpl, CommitMode::Async)
-                .map_err(|error| KafkaError::Commit {
+            // Synchronous, as Kafka Streams commits: one broker round trip per checkpoint, and
+            // the outcome is known (librdkafka reports nothing back for an asynchronous manual
+            // commit without a commit callback). A failure is logged and counted, not fatal:
+            // this instance resumes from its checkpoint, and the next checkpoint commits later
+            // offsets; only another instance taking the partition over would re-read from the
+            // older commit.
+            let started = Instant::now();
+            let result = self.blocking(|| self.consumer.commit(&tpl, CommitMode::Sync));
+            metrics::histogram!("watershed_kafka_commit_seconds", "kind" => "offsets")
+                .record(started.elapsed().as_secs_f64());
+            if let Err(error) = result {
+                metrics::counter!("watershed_kafka_commit_errors_total").increment(1);
+                let e = KafkaError::Commit {
                     offsets: offsets_text(&tpl),
                     error,
-                })?;
+                };
+                tracing::warn!(error = %e, "kafka: committing a checkpoint's offsets failed");
+            }
         }
         if self
             .hand_over
