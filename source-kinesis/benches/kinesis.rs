@@ -4,10 +4,13 @@
 //!
 //! `cargo bench -p watershed-source-kinesis --bench kinesis [-- RECORDS_PER_SHARD PAIRS]`
 
+use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_kinesis::config::{Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::types::{
+    ConsumerStatus, PutRecordsRequestEntry, ShardIteratorType, StreamStatus,
+};
 use aws_sdk_kinesis::Client;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -59,9 +62,48 @@ async fn client() -> Client {
             None,
             "bench",
         ))
+        // As the crate's own clients: retries are the caller's (here: none are needed), and a
+        // client configured so is used by the source and sink as it is.
+        .retry_config(RetryConfig::disabled())
         .load()
         .await;
     Client::new(&config)
+}
+
+/// Registers the enhanced fan-out consumer `name` and waits until it is ACTIVE, outside the
+/// timed part (a fresh name per run: a consumer's subscriptions are held for a few seconds
+/// after the previous run dropped them).
+async fn register(client: &Client, stream: &str, name: &str) {
+    let arn = client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("DescribeStreamSummary")
+        .stream_description_summary()
+        .expect("summary")
+        .stream_arn()
+        .to_owned();
+    client
+        .register_stream_consumer()
+        .stream_arn(&arn)
+        .consumer_name(name)
+        .send()
+        .await
+        .expect("RegisterStreamConsumer");
+    loop {
+        let d = client
+            .describe_stream_consumer()
+            .stream_arn(&arn)
+            .consumer_name(name)
+            .send()
+            .await
+            .expect("DescribeStreamConsumer");
+        if d.consumer_description().map(|c| c.consumer_status()) == Some(&ConsumerStatus::Active) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A 100-byte JSON record.
@@ -196,10 +238,21 @@ async fn sink_put(client: &Client, stream: &str, n: u64) {
     p.run().await.expect("sink pipeline");
 }
 
+/// Wall seconds, CPU seconds, and CPU seconds until the first batch was being decoded (start-up
+/// plus the deserialisation of the first GetRecords response).
+type Measured = (f64, f64, f64);
+
+/// The CPU time of the first call, kept once.
+fn first_cpu(first: &std::sync::OnceLock<f64>) {
+    if first.get().is_none() {
+        let _ = first.set(cpu_seconds());
+    }
+}
+
 /// The raw consumer: ListShards, then one task per shard from TRIM_HORIZON, GetRecords at most
 /// every 200 ms, decode every record and keep it alive; timed (wall and CPU) until `total`
 /// records were decoded, like the pipeline.
-async fn raw_read(client: &Client, stream: &str, total: u64) -> (f64, f64) {
+async fn raw_read(client: &Client, stream: &str, total: u64) -> Measured {
     let (c0, t0) = (cpu_seconds(), Instant::now());
     let shards: Vec<String> = client
         .list_shards()
@@ -213,6 +266,7 @@ async fn raw_read(client: &Client, stream: &str, total: u64) -> (f64, f64) {
         .collect();
     let decoded = Arc::new(AtomicU64::new(0));
     let done = Arc::new(tokio::sync::Notify::new());
+    let first = Arc::new(std::sync::OnceLock::new());
     let tasks: Vec<_> = shards
         .into_iter()
         .map(|shard| {
@@ -220,6 +274,7 @@ async fn raw_read(client: &Client, stream: &str, total: u64) -> (f64, f64) {
             let stream = stream.to_owned();
             let decoded = decoded.clone();
             let done = done.clone();
+            let first = first.clone();
             tokio::spawn(async move {
                 let mut it = client
                     .get_shard_iterator()
@@ -242,6 +297,9 @@ async fn raw_read(client: &Client, stream: &str, total: u64) -> (f64, f64) {
                         .send()
                         .await
                         .expect("GetRecords");
+                    if !out.records().is_empty() {
+                        first_cpu(&first);
+                    }
                     for r in out.records() {
                         let e: Event = serde_json::from_slice(r.data().as_ref()).expect("json");
                         black_box(e);
@@ -256,11 +314,11 @@ async fn raw_read(client: &Client, stream: &str, total: u64) -> (f64, f64) {
         })
         .collect();
     done.notified().await;
-    let measured = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds());
     for t in tasks {
         t.abort();
     }
-    measured
+    (wall, cpu - c0, first.get().map_or(0.0, |f| f - c0))
 }
 
 struct Discard;
@@ -282,8 +340,14 @@ impl Sink for Discard {
 }
 
 /// KinesisSource → decode → discard; timed (wall and CPU) until every record was decoded, so
-/// the final checkpoint of the graceful stop is not counted.
-async fn pipeline_read(client: &Client, stream: &str, total: u64) -> (f64, f64) {
+/// the final checkpoint of the graceful stop is not counted. With `consumer`, the source reads
+/// with enhanced fan-out as that (registered) consumer.
+async fn pipeline_read(
+    client: &Client,
+    stream: &str,
+    total: u64,
+    consumer: Option<&str>,
+) -> Measured {
     let decoded = Arc::new(AtomicU64::new(0));
     let done = Arc::new(tokio::sync::Notify::new());
     let p = Pipeline::new(
@@ -292,19 +356,25 @@ async fn pipeline_read(client: &Client, stream: &str, total: u64) -> (f64, f64) 
             .handle_signals(false),
     );
     let shutdown = p.shutdown_handle();
-    let source = KinesisSource::builder(stream)
+    let mut source = KinesisSource::builder(stream)
         .aws(aws(client))
         .start_position(StartPosition::TrimHorizon)
         .poll_interval(SPACING)
-        .max_records_per_call(LIMIT)
-        .build();
+        .max_records_per_call(LIMIT);
+    if let Some(name) = consumer {
+        source = source.enhanced_fan_out(name);
+    }
+    let source = source.build();
     let counter = decoded.clone();
     let notify = done.clone();
+    let first = Arc::new(std::sync::OnceLock::new());
+    let first_batch = first.clone();
     p.source("kinesis", source, WatermarkStrategy::none())
         .apply(
             "decode",
             FnOperator::new(move |batch: Batch<Bytes>, out: &mut Collector<Event>| {
                 let n = batch.len() as u64;
+                first_cpu(&first_batch);
                 for r in batch {
                     let e: Event = serde_json::from_slice(&r.value).expect("json");
                     out.emit(r.map(|_| e));
@@ -318,10 +388,18 @@ async fn pipeline_read(client: &Client, stream: &str, total: u64) -> (f64, f64) 
     let (c0, t0) = (cpu_seconds(), Instant::now());
     let run = tokio::spawn(p.run());
     done.notified().await;
-    let measured = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds());
     shutdown.shutdown();
     run.await.expect("task").expect("pipeline");
-    measured
+    (wall, cpu - c0, first.get().map_or(0.0, |f| f - c0))
+}
+
+/// kinesis-mock (one Node process) still serves the GetRecords a finished run left in flight
+/// (the raw loop's tasks are aborted and the source's readers dropped mid-request): each of
+/// them takes it ~100–200 ms. Without this pause they land in the next run's start-up (its
+/// ListShards waited ~120 ms behind them), which penalised whichever side ran second.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(600)).await;
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -352,27 +430,54 @@ fn main() {
         raw_put(&client, &stream, n).await;
         // Warm-up of both sides (connections, allocator).
         raw_read(&client, &stream, n).await;
-        pipeline_read(&client, &stream, n).await;
+        pipeline_read(&client, &stream, n, None).await;
+        register(&client, &stream, "bench-efo-warmup").await;
+        pipeline_read(&client, &stream, n, Some("bench-efo-warmup")).await;
 
         let (mut read_ratios, mut read_cpu_ratios) = (Vec::new(), Vec::new());
         let mut raw_rates = Vec::new();
         let mut pipe_rates = Vec::new();
-        println!("| pair | raw GetRecords rec/s | source rec/s | ratio | raw rec/CPU-s | source rec/CPU-s | CPU ratio |");
-        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        let (mut efo_rates, mut efo_cpu_ratios) = (Vec::new(), Vec::new());
+        let (mut raw_first, mut pipe_first) = (Vec::new(), Vec::new());
+        let mut efo_rows = Vec::new();
+        println!("| pair | raw GetRecords rec/s | source rec/s | ratio | raw rec/CPU-s | source rec/CPU-s | CPU ratio | raw CPU ms to 1st batch | source CPU ms to 1st batch |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         for pair in 0..pairs {
-            let (raw_t, raw_cpu) = raw_read(&client, &stream, n).await;
-            let (pipe_t, pipe_cpu) = pipeline_read(&client, &stream, n).await;
-            let (r, p) = (n as f64 / raw_t, n as f64 / pipe_t);
-            let (rc, pc) = (n as f64 / raw_cpu, n as f64 / pipe_cpu);
+            let consumer = format!("bench-efo-{pair}");
+            register(&client, &stream, &consumer).await;
+            settle().await;
+            let (raw_t, raw_cpu, raw_f) = raw_read(&client, &stream, n).await;
+            settle().await;
+            let (pipe_t, pipe_cpu, pipe_f) = pipeline_read(&client, &stream, n, None).await;
+            settle().await;
+            let (efo_t, efo_cpu, _) = pipeline_read(&client, &stream, n, Some(&consumer)).await;
+            let (r, p, e) = (n as f64 / raw_t, n as f64 / pipe_t, n as f64 / efo_t);
+            let (rc, pc, ec) = (n as f64 / raw_cpu, n as f64 / pipe_cpu, n as f64 / efo_cpu);
             println!(
-                "| {pair} | {r:.0} | {p:.0} | {:.3} | {rc:.0} | {pc:.0} | {:.3} |",
+                "| {pair} | {r:.0} | {p:.0} | {:.3} | {rc:.0} | {pc:.0} | {:.3} | {:.1} | {:.1} |",
                 p / r,
-                pc / rc
+                pc / rc,
+                raw_f * 1e3,
+                pipe_f * 1e3
             );
+            efo_rows.push(format!(
+                "| {pair} | {p:.0} | {e:.0} | {pc:.0} | {ec:.0} | {:.3} |",
+                ec / pc
+            ));
             raw_rates.push(r);
             pipe_rates.push(p);
             read_ratios.push(p / r);
             read_cpu_ratios.push(pc / rc);
+            raw_first.push(raw_f * 1e3);
+            pipe_first.push(pipe_f * 1e3);
+            efo_rates.push(e);
+            efo_cpu_ratios.push(ec / pc);
+        }
+        println!();
+        println!("| pair | polling source rec/s | EFO source rec/s | polling rec/CPU-s | EFO rec/CPU-s | EFO/polling CPU ratio |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        for row in efo_rows {
+            println!("{row}");
         }
         delete_stream(&client, &stream).await;
 
@@ -400,12 +505,18 @@ fn main() {
         }
         println!();
         println!(
-            "read: median ratio {:.3} (spread {:.0}%), CPU ratio {:.3} (spread {:.0}%); \
+            "read: median ratio {:.3} (spread {:.0}%), CPU ratio {:.3} (spread {:.0}%), \
+             median CPU to the first batch raw {:.1} ms, source {:.1} ms; \
+             EFO vs polling CPU ratio {:.3} (spread {:.0}%); \
              sink: median ratio {:.3} (spread {:.0}%); peak RSS {:.1} MiB",
             median(read_ratios.clone()),
             spread(&read_ratios) * 100.0,
             median(read_cpu_ratios.clone()),
             spread(&read_cpu_ratios) * 100.0,
+            median(raw_first),
+            median(pipe_first),
+            median(efo_cpu_ratios.clone()),
+            spread(&efo_cpu_ratios) * 100.0,
             median(sink_ratios.clone()),
             spread(&sink_ratios) * 100.0,
             peak_rss_mb()
@@ -414,6 +525,8 @@ fn main() {
         println!("BENCH name=kinesis_source metric=records_per_s value={:.0}", median(pipe_rates));
         println!("BENCH name=kinesis_source metric=ratio value={:.3}", median(read_ratios));
         println!("BENCH name=kinesis_source_cpu metric=ratio value={:.3}", median(read_cpu_ratios));
+        println!("BENCH name=kinesis_source_efo metric=records_per_s value={:.0}", median(efo_rates.clone()));
+        println!("BENCH name=kinesis_source_efo_vs_polling_cpu metric=ratio value={:.3}", median(efo_cpu_ratios.clone()));
         println!("BENCH name=kinesis_raw_put_records metric=records_per_s value={:.0}", median(raw_put_rates));
         println!("BENCH name=kinesis_sink metric=records_per_s value={:.0}", median(sink_rates));
         println!("BENCH name=kinesis_sink metric=ratio value={:.3}", median(sink_ratios));

@@ -106,6 +106,8 @@ impl AwsOptions {
     /// An existing client: its HTTP connection pool, credentials cache and endpoint are shared
     /// (one pool for many sources and sinks). The other settings still override it, and its
     /// SDK retries are switched off in the copy used here, as for every client of this crate.
+    /// A client built with `RetryConfig::disabled()` and a region, with no other setting here,
+    /// is used as it is (no copy is built).
     pub fn client(mut self, client: Client) -> Self {
         self.client = Some(client);
         self
@@ -113,6 +115,19 @@ impl AwsOptions {
 
     pub(crate) async fn build_client(&self) -> Result<Client, KinesisError> {
         if let Some(client) = &self.client {
+            // Rebuilding a client from its configuration costs more CPU than reading thousands
+            // of records: use the given one when there is nothing to change.
+            let unchanged = self.region.is_none()
+                && self.endpoint_url.is_none()
+                && self.credentials.is_none()
+                && client.config().region().is_some()
+                && client
+                    .config()
+                    .retry_config()
+                    .is_some_and(|r| r.max_attempts() <= 1);
+            if unchanged {
+                return Ok(client.clone());
+            }
             return self.finish(client.config().to_builder());
         }
         let sdk = match (

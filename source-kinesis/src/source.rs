@@ -928,26 +928,25 @@ impl ShardReader {
             .and_then(|t| t.to_millis().ok())
             .map(EventTime)
             .unwrap_or(EventTime::MIN);
+        // The SDK's buffers become the record's: no payload, key or sequence number is copied.
         let data = Bytes::from(r.data.into_inner());
-        let origin = |sub: u32| Origin {
+        let origin = |number: String, sub: u32| Origin {
             source: self.split.clone(),
-            offset: Offset::Sequence(Arc::new(SequenceNumber {
-                number: r.sequence_number.clone(),
-                sub,
-            })),
+            offset: Offset::Sequence(Arc::new(SequenceNumber { number, sub })),
         };
         if self.options.deaggregate && data.starts_with(&KPL_MAGIC) {
             if let Some(users) = deaggregate(&data) {
                 for (sub, user) in users.into_iter().enumerate() {
+                    let sub = u32::try_from(sub).unwrap_or(u32::MAX);
                     let mut record = Record::new(user.data, timestamp)
-                        .with_origin(origin(u32::try_from(sub).unwrap_or(u32::MAX)));
+                        .with_origin(origin(r.sequence_number.clone(), sub));
                     record.key = Some(Bytes::from(user.partition_key.into_bytes()));
                     out.push(record);
                 }
                 return;
             }
         }
-        let mut record = Record::new(data, timestamp).with_origin(origin(0));
+        let mut record = Record::new(data, timestamp).with_origin(origin(r.sequence_number, 0));
         record.key = r.partition_key.map(|k| Bytes::from(k.into_bytes()));
         out.push(record);
     }
