@@ -7,6 +7,10 @@
 //! - A position is the **next offset to read** (last processed + 1), in checkpoints and in the
 //!   offsets committed to Kafka. Auto-commit is off; offsets are committed to the group only
 //!   when a Watershed checkpoint completes, and only for partitions still assigned.
+//! - Partitions revoked from a live instance (cooperative protocol) are handed over at a
+//!   checkpoint: the source stops emitting them, asks for a checkpoint, and releases them
+//!   only once a checkpoint holding their final positions has completed and those offsets
+//!   are committed, so the new owner starts exactly where this instance's output ends.
 //! - Reads are batched: a non-blocking poll loop drains librdkafka's prefetch queue into
 //!   per-partition batches (no await per message). librdkafka's prefetch is bounded by
 //!   `queued.max.messages.kbytes`, so a back-pressured pipeline stops fetching.
