@@ -7,6 +7,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use std::collections::BTreeMap;
+use std::future::Future;
 use watershed_core::connectors::CollectSink;
 use watershed_core::{
     Batch, CheckpointStore, Collector, DeadLetter, FnOperator, Offset, Pipeline, WatermarkStrategy,
@@ -134,9 +135,14 @@ async fn property_8_restart_resumes_after_the_checkpointed_sequence_numbers() {
 }
 
 /// Writes three phases of `PHASE` records to a one-shard stream: before a split of the shard,
-/// between the split and a merge of its two children, and after the merge.
-async fn write_through_split_and_merge(stream: &TestStream) {
+/// between the split and a merge of its two children, and after the merge. `before_split` runs
+/// between the first phase and the split.
+async fn write_through_split_and_merge(
+    stream: &TestStream,
+    before_split: impl Future<Output = ()>,
+) {
     write(aws(), &stream.name, &keyed_records(PHASE, 20, 0)).await;
+    before_split.await;
     let parent = stream.open_shards().await.remove(0).0;
     stream
         .client
@@ -187,7 +193,6 @@ fn assert_resharded_read(seen: &[Seen], summary: &watershed_core::RunSummary) {
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn n5_split_then_merge_mid_stream_reads_once_and_keeps_per_key_order() {
     let stream = TestStream::create("ws-reshard", 1).await;
-    let collected = CollectSink::new();
     // Slow reads (25 records per call, 5 calls/s) keep the parent unfinished while its
     // children already receive records: the case the ordering rule exists for.
     let source = KinesisSource::builder(&stream.name)
@@ -196,7 +201,21 @@ async fn n5_split_then_merge_mid_stream_reads_once_and_keeps_per_key_order() {
         .shard_discovery_interval(std::time::Duration::from_millis(500))
         .max_records_per_call(25)
         .build();
-    let p = Pipeline::new(pipeline_config("reshard", &CheckpointStore::memory()));
+    reshard_while_reading(&stream, source, "reshard", false).await;
+    stream.delete().await;
+}
+
+/// Runs `source` while `stream` goes through a split and a merge, and checks the read. With
+/// `read_before_split`, the split waits until the source returned a record of the first phase,
+/// so the parent is open and being read when it closes.
+async fn reshard_while_reading(
+    stream: &TestStream,
+    source: KinesisSource,
+    id: &str,
+    read_before_split: bool,
+) {
+    let collected = CollectSink::new();
+    let p = Pipeline::new(pipeline_config(id, &CheckpointStore::memory()));
     let shutdown = p.shutdown_handle();
     p.source("kinesis", source, WatermarkStrategy::none())
         .apply("describe", describe())
@@ -207,13 +226,25 @@ async fn n5_split_then_merge_mid_stream_reads_once_and_keeps_per_key_order() {
             async move { run_until(p.run(), shutdown, &collected, |n| n >= 3 * PHASE).await },
         )
     };
-    write_through_split_and_merge(&stream).await;
+    let first_read = {
+        let collected = collected.clone();
+        async move {
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            while read_before_split && collected.records().is_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "nothing read before the split"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    write_through_split_and_merge(stream, first_read).await;
     let summary = tokio::time::timeout(TIMEOUT, running)
         .await
         .expect("reader finishes")
         .expect("reader task");
     assert_resharded_read(&collected.values(), &summary);
-    stream.delete().await;
 }
 
 /// N5: the same lineage found all at once (the source starts after both reshards, from
@@ -223,7 +254,7 @@ async fn n5_split_then_merge_mid_stream_reads_once_and_keeps_per_key_order() {
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn n5_children_listed_with_their_parents_wait_for_every_parent_to_end() {
     let stream = TestStream::create("ws-lineage", 1).await;
-    write_through_split_and_merge(&stream).await;
+    write_through_split_and_merge(&stream, async {}).await;
     let collected = CollectSink::new();
     let summary = read(
         "lineage",
@@ -776,7 +807,7 @@ async fn n8_enhanced_fan_out_round_trip_over_two_shards_reads_every_record_once_
 }
 
 /// N8 + property 8: an enhanced fan-out pipeline stopped at a checkpoint and restarted (the
-/// consumer is reused, and its old subscriptions are still held for a moment, which the reader
+/// consumer is reused; its old subscriptions may still be held for a moment, which the reader
 /// waits out) subscribes AFTER_SEQUENCE_NUMBER of each shard's checkpointed record: per shard,
 /// the two runs together read the shard exactly.
 #[tokio::test(flavor = "multi_thread")]
@@ -846,7 +877,7 @@ async fn n8_enhanced_fan_out_restart_resumes_after_the_checkpointed_sequence_num
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn n8_enhanced_fan_out_reads_parents_to_their_end_before_children() {
     let stream = TestStream::create("ws-efo-lineage", 1).await;
-    write_through_split_and_merge(&stream).await;
+    write_through_split_and_merge(&stream, async {}).await;
     let collected = CollectSink::new();
     let summary = read(
         "efo-lineage",
@@ -857,5 +888,17 @@ async fn n8_enhanced_fan_out_reads_parents_to_their_end_before_children() {
     )
     .await;
     assert_resharded_read(&collected.values(), &summary);
+    stream.delete().await;
+}
+
+/// N8 + N5: with enhanced fan-out, a split then a merge while the pipeline reads (the parent is
+/// being read through its subscription when it closes): the parent's end is found once
+/// ListShards reports it closed, its children start after it, and every record is read once
+/// with each key in write order.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn n8_enhanced_fan_out_split_then_merge_mid_stream_reads_once_and_keeps_per_key_order() {
+    let stream = TestStream::create("ws-efo-reshard", 1).await;
+    reshard_while_reading(&stream, efo_source(&stream.name), "efo-reshard", true).await;
     stream.delete().await;
 }
