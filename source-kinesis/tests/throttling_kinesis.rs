@@ -2,7 +2,9 @@
 //! Kinesis-API server answers a share of GetRecords and PutRecords calls with
 //! `ProvisionedThroughputExceededException`, and turns some PutRecords into partial failures
 //! (every other entry rejected, the rest forwarded). kinesis-mock does not emulate per-shard
-//! limits, hence the proxy.
+//! limits, hence the proxy. For enhanced fan-out it answers some SubscribeToShard calls with
+//! `LimitExceededException` and ends others after their first event with records (what
+//! Kinesis does after 5 minutes), passing the event stream on chunk by chunk.
 
 mod common;
 
@@ -29,6 +31,9 @@ struct Injected {
     put_records_throttled: AtomicU64,
     put_entries_in_throttled_requests: AtomicU64,
     put_entries_failed: AtomicU64,
+    subscribe_calls: AtomicU64,
+    subscribe_throttled: AtomicU64,
+    subscriptions_cut: AtomicU64,
 }
 
 /// One HTTP/1.1 message: head lines and body.
@@ -151,6 +156,28 @@ async fn serve(
     let mut server_read = BufReader::new(server_read);
     while let Some(request) = read_message(&mut client_read).await? {
         let target = request.header("x-amz-target").unwrap_or("").to_owned();
+        if target.ends_with(".SubscribeToShard") {
+            let n = injected.subscribe_calls.fetch_add(1, Ordering::SeqCst);
+            if n % 3 == 1 {
+                injected.subscribe_throttled.fetch_add(1, Ordering::SeqCst);
+                let response = error_response(
+                    "LimitExceededException",
+                    "Rate exceeded for SubscribeToShard (injected by the test proxy)",
+                );
+                client_write.write_all(&response.bytes()).await?;
+                continue;
+            }
+            // The response is an event stream that lasts as long as the subscription.
+            server_write.write_all(&request.bytes()).await?;
+            // Every third one ends cleanly after its first event with records, as Kinesis ends
+            // subscriptions after 5 minutes: the reader must subscribe again after its last
+            // record.
+            let cut = n % 3 == 2;
+            if !stream_response(&mut server_read, &mut client_write, cut, &injected).await? {
+                return Ok(());
+            }
+            continue;
+        }
         let response = if target.ends_with(".GetRecords") {
             let n = injected.get_records_calls.fetch_add(1, Ordering::SeqCst);
             if n == 6 {
@@ -188,6 +215,92 @@ async fn serve(
         client_write.write_all(&response.bytes()).await?;
     }
     Ok(())
+}
+
+/// Passes a streamed (chunked) response on chunk by chunk, as it arrives. With `cut`, the body
+/// is ended (a zero-size chunk) after the first chunk that carries records, with
+/// `Connection: close` so that the client does not reuse the connection, whose upstream is
+/// still streaming. Returns whether the connection can serve further requests.
+async fn stream_response<R, W>(
+    server: &mut R,
+    client: &mut W,
+    cut: bool,
+    injected: &Injected,
+) -> std::io::Result<bool>
+where
+    R: AsyncBufReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if server.read_line(&mut line).await? == 0 {
+            return Ok(false);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push(line);
+    }
+    let header = |name: &str| {
+        head.iter()
+            .any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+    };
+    if !header("transfer-encoding") {
+        // A plain answer (an error before the stream started): pass it on whole.
+        let message = read_message_after_head(server, head).await?;
+        client.write_all(&message.bytes()).await?;
+        return Ok(true);
+    }
+    for line in &head {
+        client.write_all(line.as_bytes()).await?;
+    }
+    if cut {
+        client.write_all(b"Connection: close\r\n").await?;
+    }
+    client.write_all(b"\r\n").await?;
+    loop {
+        let mut size = String::new();
+        if server.read_line(&mut size).await? == 0 {
+            return Ok(false);
+        }
+        let len = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        let mut chunk = vec![0; len + 2];
+        server.read_exact(&mut chunk).await?;
+        client.write_all(size.as_bytes()).await?;
+        client.write_all(&chunk).await?;
+        client.flush().await?;
+        if len == 0 {
+            return Ok(true);
+        }
+        let marker = b"\"SequenceNumber\"";
+        if cut && chunk.windows(marker.len()).any(|w| w == marker) {
+            injected.subscriptions_cut.fetch_add(1, Ordering::SeqCst);
+            client.write_all(b"0\r\n\r\n").await?;
+            client.flush().await?;
+            return Ok(false);
+        }
+    }
+}
+
+/// The rest of a Content-Length message whose head lines were already read.
+async fn read_message_after_head<R: AsyncBufReadExt + Unpin>(
+    r: &mut R,
+    head: Vec<String>,
+) -> std::io::Result<Message> {
+    let mut message = Message {
+        head: head
+            .into_iter()
+            .map(|l| l.trim_end_matches(['\r', '\n']).to_owned())
+            .collect(),
+        body: Vec::new(),
+    };
+    if let Some(len) = message.header("content-length") {
+        let mut body = vec![0; len.parse().expect("content-length")];
+        r.read_exact(&mut body).await?;
+        message.body = body;
+    }
+    Ok(message)
 }
 
 async fn forward<W, R>(request: &Message, w: &mut W, r: &mut R) -> std::io::Result<Message>
@@ -339,6 +452,84 @@ async fn n7_n9_throttling_is_backed_off_and_counted_and_loses_or_repeats_nothing
         source_stats.iterators_renewed(),
         1,
         "the expired iterator was re-acquired after the last record read"
+    );
+    stream.delete().await;
+}
+
+/// N8 + N7 with enhanced fan-out: SubscribeToShard calls answered with LimitExceededException
+/// are backed off and counted as throttling; subscriptions that end (cut by the proxy after
+/// their first event with records, as Kinesis ends them after 5 minutes) are renewed
+/// AFTER_SEQUENCE_NUMBER of the last record read. Records written before and during all that
+/// are read exactly once, in order.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn n8_subscriptions_throttled_or_ended_are_renewed_after_the_last_record_read() {
+    const N: usize = 600;
+    let injected = Arc::new(Injected::default());
+    let proxy = start_proxy(injected.clone()).await;
+    let stream = TestStream::create("ws-efo-throttle", 2).await;
+    let records = keyed_records(N, 20, 0);
+    assert_eq!(
+        write(aws(), &stream.name, &records[..N / 2]).await,
+        N as u64 / 2
+    );
+
+    // kinesis-mock releases a dropped subscription after 2–3 s (ResourceInUse until then).
+    let patient = Backoff::new(Duration::from_millis(50), Duration::from_millis(1_000), 30);
+    let source = KinesisSource::builder(&stream.name)
+        .aws(aws_at(&proxy))
+        .start_position(StartPosition::TrimHorizon)
+        .enhanced_fan_out("watershed-efo-throttle")
+        .backoff(patient)
+        .build();
+    let stats = source.stats();
+    let collected = CollectSink::new();
+    let p = Pipeline::new(pipeline_config("efo-throttle", &CheckpointStore::memory()));
+    let shutdown = p.shutdown_handle();
+    p.source("kinesis", source, WatermarkStrategy::none())
+        .apply(
+            "describe",
+            FnOperator::new(|batch: Batch<Bytes>, out: &mut Collector<Seen>| {
+                for r in batch {
+                    let s = seen(&r);
+                    out.emit(r.map(|_| s));
+                }
+            }),
+        )
+        .sink("collect", collected.clone());
+    let running = {
+        let collected = collected.clone();
+        tokio::spawn(async move { run_until(p.run(), shutdown, &collected, |n| n >= N).await })
+    };
+    // The second half arrives while subscriptions are being cut and renewed.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while collected.records().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing read");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        write(aws(), &stream.name, &records[N / 2..]).await,
+        N as u64 / 2
+    );
+    tokio::time::timeout(TIMEOUT, running)
+        .await
+        .expect("reader finishes")
+        .expect("reader task");
+
+    assert_once_and_ordered(&collected.values(), N);
+    let throttled = injected.subscribe_throttled.load(Ordering::SeqCst);
+    let cut = injected.subscriptions_cut.load(Ordering::SeqCst);
+    assert!(throttled > 0, "the proxy throttled some subscriptions");
+    assert!(cut > 0, "the proxy ended some subscriptions early");
+    assert_eq!(
+        stats.throttled(),
+        throttled,
+        "every throttled SubscribeToShard is counted"
+    );
+    assert_eq!(
+        stats.subscriptions(),
+        injected.subscribe_calls.load(Ordering::SeqCst),
+        "every SubscribeToShard went through the proxy"
     );
     stream.delete().await;
 }
