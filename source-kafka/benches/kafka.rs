@@ -272,6 +272,34 @@ fn report(name: &str, base: &mut [f64], pipe: &mut [f64], cpu: f64, n: u64, pair
     }
 }
 
+/// Deletes the benchmark's topics when dropped.
+struct DeleteTopics(Vec<String>);
+
+impl Drop for DeleteTopics {
+    fn drop(&mut self) {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let Ok(admin) = ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .create::<AdminClient<DefaultClientContext>>()
+            else {
+                return;
+            };
+            let names: Vec<&str> = self.0.iter().map(String::as_str).collect();
+            let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+            match admin.delete_topics(&names, &opts).await {
+                Ok(_) => println!("deleted topics {names:?}"),
+                Err(e) => eprintln!("deleting topics {names:?}: {e}"),
+            }
+        });
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -309,6 +337,13 @@ fn main() {
             r.unwrap();
         }
     });
+    // A run writes over a gigabyte (the sink topics take 2 x PAIRS x RECORDS): delete the
+    // topics when the run ends, however it ends, or the broker's disk fills up.
+    let _cleanup = DeleteTopics(vec![
+        topic.clone(),
+        format!("{topic}-out"),
+        format!("{topic}-txn"),
+    ]);
     println!("preloading {n} records of 100 bytes into {topic} (3 partitions)");
     raw_produce(&topic, n);
 
