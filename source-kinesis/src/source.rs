@@ -250,6 +250,7 @@ enum ShardState {
 }
 
 /// Where a new iterator or subscription starts.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum StartAt {
     After(String),
     Latest,
@@ -949,5 +950,72 @@ impl ShardReader {
         let mut record = Record::new(data, timestamp).with_origin(origin(r.sequence_number, 0));
         record.key = r.partition_key.map(|k| Bytes::from(k.into_bytes()));
         out.push(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(start: ShardPosition, resume: ShardPosition) -> ShardReader {
+        let config = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+            .build();
+        let (tx, _rx) = mpsc::channel(1);
+        ShardReader {
+            client: Client::from_conf(config),
+            stream: StreamRef::parse("s"),
+            shard: "shardId-0".into(),
+            split: Arc::new(SplitRef {
+                stream: "s".into(),
+                split: SplitId::new("shardId-0"),
+            }),
+            start,
+            resume,
+            options: Arc::new(SourceOptions::default()),
+            stats: Arc::default(),
+            tx,
+            consumer: None,
+            closed: Arc::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn latest_is_asked_for_only_once_later_iterators_start_at_its_resolved_time() {
+        let r = reader(
+            ShardPosition::Start(StartPosition::Latest),
+            ShardPosition::Start(StartPosition::AtTimestamp(5)),
+        );
+        assert_eq!(r.start_after(&None, true), StartAt::Latest);
+        // An expired iterator or a new subscription before any record: a new LATEST would
+        // skip what arrived in between.
+        assert_eq!(r.start_after(&None, false), StartAt::Timestamp(5));
+        assert_eq!(
+            r.start_after(&Some("7".into()), false),
+            StartAt::After("7".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restored_position_resumes_after_its_sequence_number() {
+        let after = ShardPosition::After {
+            sequence: "42".into(),
+            sub: 0,
+        };
+        let r = reader(after.clone(), after);
+        assert_eq!(r.start_after(&None, true), StartAt::After("42".into()));
+        assert_eq!(r.start_after(&None, false), StartAt::After("42".into()));
+    }
+
+    #[test]
+    fn latest_is_stored_as_a_replayable_time_never_as_latest() {
+        let before = now_millis();
+        match resolve_latest() {
+            ShardPosition::Start(StartPosition::AtTimestamp(t)) => {
+                assert!(t <= before && t >= before - LATEST_CLOCK_ALLOWANCE_MS - 1_000);
+            }
+            other => panic!("LATEST resolved to {other:?}"),
+        }
     }
 }
