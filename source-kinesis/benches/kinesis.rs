@@ -1,6 +1,6 @@
-//! Kinesis source and sink against raw aws-sdk-kinesis loops doing the same work, interleaved
-//! in one run, against the local Kinesis-API server (`scripts/brokers up`). See
-//! docs/benchmarks.md.
+//! Kinesis source and sink against raw aws-sdk-kinesis loops doing the same work, and the
+//! source with enhanced fan-out against the same source polling, interleaved in one run, against
+//! the local Kinesis-API server (`scripts/brokers up`). See docs/benchmarks.md.
 //!
 //! `cargo bench -p watershed-source-kinesis --bench kinesis [-- RECORDS_PER_SHARD PAIRS]`
 
