@@ -558,6 +558,19 @@ impl KafkaSource {
     /// `commit` (a checkpoint holding them has completed), then lets the group give them to
     /// their new owner. A failed commit still releases them: holding them would stall the
     /// group, and the new owner then starts at the previous commit (at-least-once).
+    /// Commits `offsets` synchronously, timed as `watershed_kafka_commit_seconds{kind}` and
+    /// counted in `watershed_kafka_commit_errors_total` when it fails.
+    fn commit_sync(&self, offsets: &TopicPartitionList, kind: &'static str) -> Result<(), RdError> {
+        let started = Instant::now();
+        let result = self.blocking(|| self.consumer.commit(offsets, CommitMode::Sync));
+        metrics::histogram!("watershed_kafka_commit_seconds", "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!("watershed_kafka_commit_errors_total").increment(1);
+        }
+        result
+    }
+
     fn release_hand_over(&mut self, commit: bool, outcome: &'static str) {
         let Some(hand_over) = self.hand_over.take() else {
             return;
@@ -580,12 +593,7 @@ impl KafkaSource {
         }
         let mut outcome = outcome;
         if to_commit.count() > 0 {
-            let started = Instant::now();
-            let result = self.blocking(|| self.consumer.commit(&to_commit, CommitMode::Sync));
-            metrics::histogram!("watershed_kafka_commit_seconds", "kind" => "hand_over")
-                .record(started.elapsed().as_secs_f64());
-            if let Err(e) = result {
-                metrics::counter!("watershed_kafka_commit_errors_total").increment(1);
+            if let Err(e) = self.commit_sync(&to_commit, "hand_over") {
                 tracing::warn!(offsets = %offsets_text(&to_commit), error = %e, "kafka: committing handed-over partitions failed; releasing them anyway");
                 outcome = "commit_failed";
             }
@@ -974,12 +982,7 @@ impl Source for KafkaSource {
             // this instance resumes from its checkpoint, and the next checkpoint commits later
             // offsets; only another instance taking the partition over would re-read from the
             // older commit.
-            let started = Instant::now();
-            let result = self.blocking(|| self.consumer.commit(&tpl, CommitMode::Sync));
-            metrics::histogram!("watershed_kafka_commit_seconds", "kind" => "offsets")
-                .record(started.elapsed().as_secs_f64());
-            if let Err(error) = result {
-                metrics::counter!("watershed_kafka_commit_errors_total").increment(1);
+            if let Err(error) = self.commit_sync(&tpl, "offsets") {
                 let e = KafkaError::Commit {
                     offsets: offsets_text(&tpl),
                     error,

@@ -3,7 +3,7 @@
 use crate::backoff::Backoff;
 use crate::config::{with_stream, StreamRef};
 use crate::error::{classify, detail, Failure, KinesisError};
-use crate::source::{ReaderEvent, ShardReader, StartAt};
+use crate::source::{ShardReader, StartAt};
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::types::{
     ConsumerStatus, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
@@ -309,22 +309,6 @@ impl ShardReader {
                 }
             }
         }
-    }
-
-    async fn end(
-        &self,
-        behind: &metrics::Gauge,
-        children: Vec<(String, Vec<String>)>,
-    ) -> Result<(), KinesisError> {
-        behind.set(0.0);
-        let _ = self
-            .tx
-            .send(ReaderEvent::End {
-                shard: self.shard.clone(),
-                children,
-            })
-            .await;
-        Ok(())
     }
 
     /// Whether a closed shard, caught up, has been read to its end: one GetRecords after the

@@ -816,6 +816,24 @@ impl ShardReader {
         }
     }
 
+    /// The shard is read to its end (in polling or enhanced fan-out mode): no longer behind,
+    /// and the source learns its children.
+    pub(crate) async fn end(
+        &self,
+        behind: &metrics::Gauge,
+        children: Vec<(String, Vec<String>)>,
+    ) -> Result<(), KinesisError> {
+        behind.set(0.0);
+        let _ = self
+            .tx
+            .send(ReaderEvent::End {
+                shard: self.shard.clone(),
+                children,
+            })
+            .await;
+        Ok(())
+    }
+
     async fn read(self) -> Result<(), KinesisError> {
         let stream = self.stream.as_str().to_owned();
         let behind = metrics::gauge!("watershed_kinesis_millis_behind_latest", "stream" => stream.clone(), "shard" => self.shard.clone());
@@ -827,14 +845,7 @@ impl ShardReader {
         };
         let Some(mut iterator) = self.iterator(&last, true).await? else {
             // No iterator: the shard is closed and read to its end.
-            let _ = self
-                .tx
-                .send(ReaderEvent::End {
-                    shard: self.shard.clone(),
-                    children: Vec::new(),
-                })
-                .await;
-            return Ok(());
+            return self.end(&behind, Vec::new()).await;
         };
         let mut next_call = Instant::now();
         let mut attempt = 0u32;
@@ -905,15 +916,7 @@ impl ShardReader {
                 Some(it) => iterator = it,
                 None => {
                     // SHARD_END: the shard is closed and every record of it was returned.
-                    behind.set(0.0);
-                    let _ = self
-                        .tx
-                        .send(ReaderEvent::End {
-                            shard: self.shard.clone(),
-                            children,
-                        })
-                        .await;
-                    return Ok(());
+                    return self.end(&behind, children).await;
                 }
             }
         }

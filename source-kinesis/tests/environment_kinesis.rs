@@ -4,10 +4,9 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 use watershed_core::connectors::CollectSink;
-use watershed_core::{Batch, CheckpointStore, Collector, FnOperator, Pipeline, WatermarkStrategy};
+use watershed_core::CheckpointStore;
 use watershed_source_kinesis::{AwsOptions, KinesisSink, KinesisSource, StartPosition};
 
 /// Rule (issue 6): `AWS_ENDPOINT_URL` (and the rest of the default AWS chain) configures the
@@ -25,17 +24,7 @@ async fn aws_endpoint_url_from_the_environment_and_a_stream_arn_are_honoured() {
         env_or("AWS_SECRET_ACCESS_KEY", "test"),
     );
     let stream = TestStream::create("ws-env", 1).await;
-    let arn = stream
-        .client
-        .describe_stream_summary()
-        .stream_name(&stream.name)
-        .send()
-        .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary()
-        .expect("summary")
-        .stream_arn()
-        .to_owned();
+    let arn = stream.arn().await;
     assert!(arn.starts_with("arn:"), "{arn}");
 
     let sink = KinesisSink::builder(&arn).aws(AwsOptions::new()).build();
@@ -46,20 +35,10 @@ async fn aws_endpoint_url_from_the_environment_and_a_stream_arn_are_honoured() {
         .start_position(StartPosition::TrimHorizon)
         .build();
     let collected = CollectSink::new();
-    let p = Pipeline::new(pipeline_config("env", &CheckpointStore::memory()));
-    let shutdown = p.shutdown_handle();
-    p.source("kinesis", source, WatermarkStrategy::none())
-        .apply(
-            "describe",
-            FnOperator::new(|batch: Batch<Bytes>, out: &mut Collector<Seen>| {
-                for r in batch {
-                    let s = seen(&r);
-                    out.emit(r.map(|_| s));
-                }
-            }),
-        )
-        .sink("collect", collected.clone());
-    run_until(p.run(), shutdown, &collected, |n| n >= N).await;
+    read("env", &CheckpointStore::memory(), source, &collected, |n| {
+        n >= N
+    })
+    .await;
     assert_once_and_ordered(&collected.values(), N);
     stream.delete().await;
 }

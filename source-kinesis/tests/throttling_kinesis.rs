@@ -8,7 +8,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -18,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use watershed_core::connectors::CollectSink;
-use watershed_core::{Batch, CheckpointStore, Collector, FnOperator, Pipeline, WatermarkStrategy};
+use watershed_core::{CheckpointStore, Pipeline, WatermarkStrategy};
 use watershed_source_kinesis::{Backoff, KinesisSink, KinesisSource, StartPosition};
 
 /// What the proxy injected.
@@ -425,20 +424,14 @@ async fn n7_n9_throttling_is_backed_off_and_counted_and_loses_or_repeats_nothing
         .build();
     let source_stats = source.stats();
     let collected = CollectSink::new();
-    let p = Pipeline::new(pipeline_config("throttle", &CheckpointStore::memory()));
-    let shutdown = p.shutdown_handle();
-    p.source("kinesis", source, WatermarkStrategy::none())
-        .apply(
-            "describe",
-            FnOperator::new(|batch: Batch<Bytes>, out: &mut Collector<Seen>| {
-                for r in batch {
-                    let s = seen(&r);
-                    out.emit(r.map(|_| s));
-                }
-            }),
-        )
-        .sink("collect", collected.clone());
-    run_until(p.run(), shutdown, &collected, |n| n >= N).await;
+    read(
+        "throttle",
+        &CheckpointStore::memory(),
+        source,
+        &collected,
+        |n| n >= N,
+    )
+    .await;
     assert_once_and_ordered(&collected.values(), N);
     let throttled_reads = injected.get_records_throttled.load(Ordering::SeqCst);
     assert!(throttled_reads > 0, "the proxy throttled some GetRecords");
@@ -487,15 +480,7 @@ async fn n8_subscriptions_throttled_or_ended_are_renewed_after_the_last_record_r
     let p = Pipeline::new(pipeline_config("efo-throttle", &CheckpointStore::memory()));
     let shutdown = p.shutdown_handle();
     p.source("kinesis", source, WatermarkStrategy::none())
-        .apply(
-            "describe",
-            FnOperator::new(|batch: Batch<Bytes>, out: &mut Collector<Seen>| {
-                for r in batch {
-                    let s = seen(&r);
-                    out.emit(r.map(|_| s));
-                }
-            }),
-        )
+        .apply("describe", describe())
         .sink("collect", collected.clone());
     let running = {
         let collected = collected.clone();

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use watershed_core::connectors::CollectSink;
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::{
-    CheckpointStore, EventTime, Offset, Pipeline, PipelineConfig, Record, RunSummary,
-    ShutdownHandle, WatermarkStrategy,
+    Batch, CheckpointStore, Collector, EventTime, FnOperator, Offset, Pipeline, PipelineConfig,
+    Record, RunSummary, ShutdownHandle, WatermarkStrategy,
 };
 use watershed_source_kinesis::{AwsOptions, KinesisSink, KinesisSource, StartPosition};
 
@@ -114,6 +114,20 @@ impl TestStream {
         }
     }
 
+    /// The stream's ARN.
+    pub async fn arn(&self) -> String {
+        self.client
+            .describe_stream_summary()
+            .stream_name(&self.name)
+            .send()
+            .await
+            .expect("DescribeStreamSummary")
+            .stream_description_summary()
+            .expect("summary")
+            .stream_arn()
+            .to_owned()
+    }
+
     /// Open shard ids, in ListShards order.
     pub async fn open_shards(&self) -> Vec<(String, String, String)> {
         let out = self
@@ -201,6 +215,32 @@ pub fn seen(r: &Record<Bytes>) -> Seen {
         String::from_utf8(r.key.clone().unwrap_or_default().to_vec()).expect("utf-8 key"),
         String::from_utf8(r.value.to_vec()).expect("utf-8 payload"),
     )
+}
+
+/// Maps raw Kinesis records to (shard, sequence, key, payload), which CollectSink keeps.
+pub fn describe() -> FnOperator<Bytes, Seen, impl FnMut(Batch<Bytes>, &mut Collector<Seen>)> {
+    FnOperator::new(|batch: Batch<Bytes>, out: &mut Collector<Seen>| {
+        for r in batch {
+            let s = seen(&r);
+            out.emit(r.map(|_| s));
+        }
+    })
+}
+
+/// Reads with `source` into `collected` until `enough`, then stops gracefully.
+pub async fn read(
+    id: &str,
+    store: &CheckpointStore,
+    source: KinesisSource,
+    collected: &CollectSink<Seen>,
+    enough: impl Fn(usize) -> bool,
+) -> RunSummary {
+    let p = Pipeline::new(pipeline_config(id, store));
+    let shutdown = p.shutdown_handle();
+    p.source("kinesis", source, WatermarkStrategy::none())
+        .apply("describe", describe())
+        .sink("collect", collected.clone());
+    run_until(p.run(), shutdown, collected, enough).await
 }
 
 pub fn source(aws: AwsOptions, stream: &str) -> KinesisSource {
