@@ -3,8 +3,10 @@
 //! The pipeline runs in a child process: this test binary re-executes itself with
 //! `WATERSHED_EOS_CHILD` set, which makes `eos_child_pipeline` run the pipeline until killed.
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+mod common;
+
+use common::*;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -13,24 +15,12 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use watershed_core::*;
 use watershed_operators::prelude::*;
 use watershed_source_kafka::{KafkaSink, KafkaSource};
 
 const CHILD: &str = "WATERSHED_EOS_CHILD";
-
-fn brokers() -> String {
-    std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 /// The child: Kafka `in` → uppercase → Kafka `out`, exactly once, checkpoints every 300 ms into
 /// the directory the parent gives. Runs until killed. Does nothing in a normal test run.
@@ -123,22 +113,7 @@ fn committed_values(topic: &str, expected: usize, deadline: Duration) -> HashMap
 async fn kafka_to_kafka_is_exactly_once_across_kill_9() {
     let input = unique("ws-eos-in");
     let output = unique("ws-eos-out");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    for t in [&input, &output] {
-        for r in admin
-            .create_topics(
-                &[NewTopic::new(t, 3, TopicReplication::Fixed(1))],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .unwrap()
-        {
-            r.unwrap();
-        }
-    }
+    create_topics(&[&input, &output], 3).await;
     const N: usize = 20_000;
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
@@ -196,22 +171,7 @@ async fn kafka_to_kafka_is_exactly_once_across_kill_9() {
 async fn partitions_moving_between_live_instances_are_handed_over_exactly_once() {
     let input = unique("ws-handover-in");
     let output = unique("ws-handover-out");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    for t in [&input, &output] {
-        for r in admin
-            .create_topics(
-                &[NewTopic::new(t, 6, TopicReplication::Fixed(1))],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .unwrap()
-        {
-            r.unwrap();
-        }
-    }
+    create_topics(&[&input, &output], 6).await;
     const N: usize = 20_000;
     let group = unique("handover-group");
     let start = |name: &str| {

@@ -1,30 +1,20 @@
 //! The Kafka source's and sink's metrics, read from a Prometheus recorder installed for this
 //! test binary, against a real broker.
 
+mod common;
+
+use common::*;
+
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use watershed_core::*;
 use watershed_operators::prelude::*;
 use watershed_source_kafka::{KafkaSink, KafkaSource};
-
-fn brokers() -> String {
-    std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 /// The value of the sample line of `name` whose labels include all of `labels`.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -47,22 +37,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 async fn source_counts_records_per_partition_and_commits_are_timed() {
     let prometheus = PrometheusBuilder::new().install_recorder().unwrap();
     let (input, output) = (unique("ws-metrics-in"), unique("ws-metrics-out"));
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    for t in [&input, &output] {
-        for r in admin
-            .create_topics(
-                &[NewTopic::new(t, 2, TopicReplication::Fixed(1))],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .unwrap()
-        {
-            r.unwrap();
-        }
-    }
+    create_topics(&[&input, &output], 2).await;
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()

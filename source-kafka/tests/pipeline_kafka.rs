@@ -1,9 +1,11 @@
 //! The Kafka source and sink in real pipelines against a real Apache Kafka broker.
 //! Start one with `scripts/brokers up` (or run everything with `scripts/test.sh`).
 
+mod common;
+
+use common::*;
+
 use bytes::Bytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -11,40 +13,11 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::TopicPartitionList;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use watershed_core::connectors::{CollectSink, GeneratorSource};
 use watershed_core::*;
 use watershed_operators::prelude::*;
 use watershed_source_kafka::{KafkaSink, KafkaSource, StartPosition};
-
-fn brokers() -> String {
-    std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .unwrap()
-    {
-        r.unwrap();
-    }
-}
 
 /// Produces `(key, value)` pairs and waits until all are acknowledged.
 fn produce(topic: &str, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
