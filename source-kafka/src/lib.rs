@@ -11,8 +11,9 @@
 //!   checkpoint: the source stops emitting them, asks for a checkpoint, and releases them
 //!   only once a checkpoint holding their final positions has completed and those offsets
 //!   are committed, so the new owner starts exactly where this instance's output ends.
-//! - Reads are batched: a non-blocking poll loop drains librdkafka's prefetch queue into
-//!   per-partition batches (no await per message). librdkafka's prefetch is bounded by
+//! - Reads are batched: assigned partitions forward their messages to one librdkafka queue,
+//!   which the source takes up to a batch at a time from in one call, into per-partition
+//!   batches (no await, no FFI call per message). librdkafka's prefetch is bounded by
 //!   `queued.max.messages.kbytes`, so a back-pressured pipeline stops fetching.
 //!
 //! ```no_run
@@ -26,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod fetch;
 mod sink;
 mod source;
 

@@ -1,6 +1,7 @@
 //! The Kafka source.
 
 use crate::error::KafkaError;
+use crate::fetch::{FetchQueue, Fetched, FetchedMessage};
 use async_trait::async_trait;
 use bytes::Bytes;
 use rdkafka::config::ClientConfig;
@@ -8,7 +9,6 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::{Headers as _, Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset as RdOffset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use watershed_core::{
-    BoxError, CheckpointId, EventTime, Headers, Offset, Origin, Record, Source, SourceEvent,
-    SplitId, SplitRef,
+    BoxError, CheckpointId, EventTime, Offset, Origin, Record, Source, SourceEvent, SplitId,
+    SplitRef,
 };
 
 /// Where to start reading a partition that has neither a Watershed checkpoint position nor a
@@ -74,6 +74,9 @@ struct SourceContext {
     /// Set when `changes` holds notes: the poll loop looks at the notes only then, without
     /// taking the lock on every poll.
     changed: AtomicBool,
+    /// Where newly assigned partitions forward their messages; taken away before the
+    /// consumer closes (the queue must go first).
+    fetch: Mutex<Option<Arc<FetchQueue>>>,
 }
 
 impl SourceContext {
@@ -134,6 +137,15 @@ impl ConsumerContext for SourceContext {
                     })
                     .collect();
                 drop(restored);
+                // Before the assignment starts fetching, so no message of these partitions
+                // lands on the consumer queue.
+                if let Some(fetch) = self.fetch.lock().expect("fetch lock").as_ref() {
+                    for (topic, partition) in &parts {
+                        if !fetch.attach(topic, *partition) {
+                            tracing::warn!(topic = %topic, partition = *partition, "kafka: no fetch queue for the partition; reading it from the consumer queue");
+                        }
+                    }
+                }
                 start_after_later_commits(consumer, &mut starts);
                 for (topic, partition, next) in &starts {
                     if let Some(next) = next {
@@ -291,11 +303,19 @@ impl KafkaSourceBuilder {
             changes: Mutex::new(Vec::new()),
             hand_over: AtomicBool::new(true),
             changed: AtomicBool::new(false),
+            fetch: Mutex::new(None),
         };
         let consumer: BaseConsumer<SourceContext> = config
             .create_with_context(context)
             .map_err(KafkaError::Config)?;
+        let fetch = Arc::new(FetchQueue::new(&consumer).ok_or_else(|| {
+            KafkaError::Config(RdError::ClientCreation(
+                "librdkafka could not create the fetch queue".into(),
+            ))
+        })?);
+        *consumer.context().fetch.lock().expect("fetch lock") = Some(fetch.clone());
         Ok(KafkaSource {
+            fetch,
             consumer,
             topics: self.topics,
             start: self.start,
@@ -346,6 +366,9 @@ impl HandOver {
 
 /// Reads Kafka topics through a consumer group; each partition is a split. See the crate docs.
 pub struct KafkaSource {
+    /// Declared before the consumer: dropped first, as librdkafka wants its queues destroyed
+    /// before the client.
+    fetch: Arc<FetchQueue>,
     consumer: BaseConsumer<SourceContext>,
     topics: Vec<String>,
     start: StartPosition,
@@ -397,48 +420,46 @@ impl KafkaSource {
         .apply();
     }
 
-    /// Drains what librdkafka has prefetched, up to one batch, into per-partition batches.
-    /// `first` is a message already polled while waiting. No allocation per message: a
-    /// partition's batch is found by comparing with the previous message's (messages come in
-    /// runs per partition), and the topic name is copied once per partition per drain.
-    fn drain(&mut self, first: Option<OwnedMessage>) -> Result<usize, KafkaError> {
+    /// Takes what librdkafka has prefetched, up to one batch, into per-partition batches,
+    /// waiting up to `wait` for the first message when there is none. The consumer queue is
+    /// served first: it carries rebalances and errors, and the messages of a partition whose
+    /// fetch queue could not be attached (rare, so simply copied out). A partition's batch is
+    /// found by comparing with the previous message's (messages come in runs per partition),
+    /// and the topic name is copied once per partition per drain.
+    fn drain(&mut self, wait: Duration) -> Result<usize, KafkaError> {
         let mut batches: Vec<Pending> = Vec::new();
         let mut n = 0;
         let now = EventTime::now();
-        if let Some(m) = first {
-            self.apply_changes();
-            if self.push(&mut batches, now, &m).is_some() {
-                n += 1;
-            }
-        }
-        let mut last = batches.len().wrapping_sub(1);
         while n < self.batch_size {
-            let message = match self.consumer.poll(Duration::ZERO) {
+            match self.consumer.poll(Duration::ZERO) {
                 None => break,
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    check_error(e)?;
-                    continue;
-                }
-            };
-            match Self::find(&batches, last, &message) {
-                Some(at) => {
-                    let b = &mut batches[at];
-                    b.records.push(self.record(&b.source, now, &message));
-                    last = at;
-                    n += 1;
-                }
-                None => {
-                    // The first message of a partition in this drain: copied, as looking the
-                    // partition up may apply rebalance notes, which needs the consumer free.
-                    let owned = message.detach();
-                    if let Some(at) = self.push(&mut batches, now, &owned) {
-                        last = at;
+                Some(Ok(m)) => {
+                    let m = m.detach();
+                    if self.push(&mut batches, usize::MAX, now, &m).is_some() {
                         n += 1;
                     }
                 }
+                Some(Err(e)) => check_error(e)?,
             }
         }
+        let mut messages: Vec<FetchedMessage> = Vec::new();
+        let wait = if n > 0 { Duration::ZERO } else { wait };
+        let fetch = self.fetch.clone();
+        self.blocking_if(!wait.is_zero(), || {
+            fetch.take(wait, self.batch_size - n, &mut messages)
+        });
+        let mut last = usize::MAX;
+        for m in &messages {
+            if let Some(e) = m.error() {
+                check_error(e)?;
+                continue;
+            }
+            if let Some(at) = self.push(&mut batches, last, now, m) {
+                last = at;
+                n += 1;
+            }
+        }
+        drop(messages);
         // A partition revoked during this drain: its records are the new owner's to read.
         self.apply_changes();
         for b in batches {
@@ -465,24 +486,30 @@ impl KafkaSource {
         Ok(n)
     }
 
-    /// The batch of `message`'s partition among those of this drain.
-    fn find<M: Message>(batches: &[Pending], last: usize, message: &M) -> Option<usize> {
-        let is = |b: &Pending| b.partition == message.partition() && b.topic == message.topic();
-        if batches.get(last).is_some_and(is) {
-            return Some(last);
+    /// The batch of `message`'s partition among those of this drain, looking at `hint` first.
+    fn find<M: Fetched>(batches: &[Pending], hint: usize, message: &M) -> Option<usize> {
+        let partition = message.partition();
+        let handle = message.topic_handle();
+        let is = |b: &Pending| {
+            b.partition == partition
+                && ((handle.is_some() && b.topic_handle == handle) || b.topic == message.topic())
+        };
+        if batches.get(hint).is_some_and(is) {
+            return Some(hint);
         }
         batches.iter().position(is)
     }
 
     /// Adds `message` to its partition's batch, starting the batch if needed. `None`: the
     /// partition is not assigned (revoked, or being handed over, between fetch and poll).
-    fn push(
+    fn push<M: Fetched>(
         &mut self,
         batches: &mut Vec<Pending>,
+        hint: usize,
         now: EventTime,
-        message: &OwnedMessage,
+        message: &M,
     ) -> Option<usize> {
-        let at = match Self::find(batches, usize::MAX, message) {
+        let at = match Self::find(batches, hint, message) {
             Some(at) => at,
             None => {
                 let key = (message.topic().to_string(), message.partition());
@@ -494,8 +521,9 @@ impl KafkaSource {
                 let assigned = self.assigned.get(&key)?;
                 let (split, source) = (assigned.split.clone(), assigned.source.clone());
                 batches.push(Pending {
-                    topic: message.topic().to_string(),
-                    partition: message.partition(),
+                    topic: key.0,
+                    topic_handle: message.topic_handle(),
+                    partition: key.1,
                     split,
                     source,
                     records: Vec::with_capacity(self.batch_size.min(256)),
@@ -503,22 +531,13 @@ impl KafkaSource {
                 batches.len() - 1
             }
         };
-        let b = &mut batches[at];
-        b.records.push(self.record(&b.source, now, message));
-        Some(at)
-    }
-
-    fn record<M: Message>(
-        &self,
-        source: &Arc<SplitRef>,
-        now: EventTime,
-        message: &M,
-    ) -> Record<Bytes> {
         let convert = Convert {
             event_time_from_kafka: self.event_time_from_kafka,
             read_headers: self.read_headers,
         };
-        to_record(convert, source, now, message)
+        let b = &mut batches[at];
+        b.records.push(to_record(convert, &b.source, now, message));
+        Some(at)
     }
 
     /// Records in per partition, counted per batch.
@@ -538,6 +557,8 @@ impl KafkaSource {
 /// One partition's records of a drain.
 struct Pending {
     topic: String,
+    /// librdkafka's topic handle, when the messages come with one.
+    topic_handle: Option<usize>,
     partition: i32,
     split: SplitId,
     source: Arc<SplitRef>,
@@ -547,7 +568,13 @@ struct Pending {
 impl KafkaSource {
     /// Runs blocking client calls (synchronous commit) without stalling other tasks.
     fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.blocking_wait {
+        self.blocking_if(true, f)
+    }
+
+    /// Runs `f`, which blocks if `blocks`, without stalling other tasks: on a multi-thread
+    /// runtime other tasks move to other workers meanwhile.
+    fn blocking_if<R>(&self, blocks: bool, f: impl FnOnce() -> R) -> R {
+        if blocks && self.blocking_wait {
             tokio::task::block_in_place(f)
         } else {
             f()
@@ -808,18 +835,14 @@ struct Convert {
 }
 
 /// The record for a message of an assigned partition.
-fn to_record<M: Message>(
+fn to_record<M: Fetched>(
     convert: Convert,
     source: &Arc<SplitRef>,
     now: EventTime,
     message: &M,
 ) -> Record<Bytes> {
     let timestamp = if convert.event_time_from_kafka {
-        message
-            .timestamp()
-            .to_millis()
-            .map(EventTime)
-            .unwrap_or(now)
+        message.timestamp_ms().map(EventTime).unwrap_or(now)
     } else {
         now
     };
@@ -828,18 +851,8 @@ fn to_record<M: Message>(
         timestamp,
     );
     record.key = message.key().map(Bytes::copy_from_slice);
-    let headers = if convert.read_headers {
-        message.headers()
-    } else {
-        None
-    };
-    if let Some(hs) = headers {
-        let mut headers = Headers::new();
-        for i in 0..hs.count() {
-            let h = hs.get(i);
-            headers.push(h.key, h.value.map(Bytes::copy_from_slice));
-        }
-        record.headers = headers;
+    if convert.read_headers {
+        record.headers = message.headers();
     }
     record.origin = Some(Origin {
         source: source.clone(),
@@ -927,7 +940,7 @@ impl Source for KafkaSource {
             if !self.ready.is_empty() {
                 continue;
             }
-            if self.drain(None)? > 0 || !self.ready.is_empty() {
+            if self.drain(Duration::ZERO)? > 0 || !self.ready.is_empty() {
                 continue;
             }
             let now = Instant::now();
@@ -936,18 +949,9 @@ impl Source for KafkaSource {
             }
             let wait = (deadline - now).min(Duration::from_millis(10));
             if self.blocking_wait {
-                // Nothing prefetched: block this worker in librdkafka's poll, which returns the
-                // moment a message arrives (other tasks move to other workers meanwhile).
-                let first = tokio::task::block_in_place(|| {
-                    self.consumer.poll(wait).map(|r| r.map(|m| m.detach()))
-                });
-                match first {
-                    Some(Ok(m)) => {
-                        self.drain(Some(m))?;
-                    }
-                    Some(Err(e)) => check_error(e)?,
-                    None => {}
-                }
+                // Nothing prefetched: block this worker in librdkafka until a message arrives
+                // (other tasks move to other workers meanwhile).
+                self.drain(wait)?;
             } else {
                 // A current-thread runtime cannot block: sleep a little instead.
                 tokio::time::sleep(wait.min(Duration::from_millis(2))).await;
@@ -1023,5 +1027,12 @@ impl Drop for KafkaSource {
             .hand_over
             .store(false, Ordering::Release);
         self.release_hand_over(false, "closing");
+        // The context outlives the consumer; its handle on the fetch queue must not.
+        self.consumer
+            .context()
+            .fetch
+            .lock()
+            .expect("fetch lock")
+            .take();
     }
 }
