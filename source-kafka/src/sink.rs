@@ -581,6 +581,19 @@ impl Sink for KafkaSink {
     }
 }
 
+impl Drop for KafkaSink {
+    /// rust-rdkafka's `ThreadedProducer` joins its polling thread when dropped, and that thread
+    /// may be in a 100 ms poll that does not end early: up to 100 ms of every pipeline's
+    /// shutdown. The wait is left to a thread of its own. Nothing is lost by it: `close` has
+    /// flushed everything sent, and after a failure the restart replays from the checkpoint.
+    fn drop(&mut self) {
+        let producer = self.producer.clone();
+        let _ = std::thread::Builder::new()
+            .name("kafka-sink-close".into())
+            .spawn(move || drop(producer));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
