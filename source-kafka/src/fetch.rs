@@ -9,7 +9,8 @@
 //! consumer queue; the source takes up to a batch from it in one call
 //! (`rd_kafka_consume_batch_queue`, which also drops messages of an outdated fetch, as after a
 //! seek or a re-assignment). The consumer queue still carries rebalances, errors and
-//! statistics, and is polled as before.
+//! statistics, and is polled as before. Both queues call back when they stop being empty, which
+//! wakes the source's task: it never blocks a thread waiting for messages.
 //!
 //! The forwarding is librdkafka's own API for this (`rd_kafka_queue_get_partition` +
 //! `rd_kafka_queue_forward`); the forwarding flag it sets survives re-assignment, and librdkafka
@@ -21,28 +22,55 @@ use rdkafka::error::KafkaError as RdError;
 use rdkafka::types::RDKafkaErrorCode;
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::sync::Arc;
+use tokio::sync::Notify;
 use watershed_core::Headers;
 
 /// An application queue of librdkafka that assigned partitions forward their messages to.
 pub(crate) struct FetchQueue {
     queue: NonNull<rd::rd_kafka_queue_t>,
     client: NonNull<rd::rd_kafka_t>,
+    /// Notified (from librdkafka's threads) when the queue stops being empty; the callback
+    /// holds a pointer to it until `drop` unregisters it.
+    wake: Arc<Notify>,
 }
 
 // SAFETY: librdkafka queues are thread-safe (every operation takes the queue's lock), and the
 // client handle is only passed to librdkafka's thread-safe `rd_kafka_queue_get_partition`.
 unsafe impl Send for FetchQueue {}
-// SAFETY: as above; `FetchQueue` has no Rust-side state.
+// SAFETY: as above; the only Rust-side state is the `Notify`, which is `Sync`.
 unsafe impl Sync for FetchQueue {}
 
+/// librdkafka's callback for a queue that stopped being empty; `opaque` is the `Notify`.
+unsafe extern "C" fn wake_up(_: *mut rd::rd_kafka_t, opaque: *mut std::ffi::c_void) {
+    // SAFETY: registered with a pointer to a `Notify` that outlives the registration.
+    let wake = unsafe { &*(opaque as *const Notify) };
+    wake.notify_one();
+}
+
 impl FetchQueue {
-    /// A new queue on `consumer`'s client. It must be dropped before the consumer.
-    pub(crate) fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<Self> {
+    /// A new queue on `consumer`'s client, notifying `wake` whenever it stops being empty. It
+    /// must be dropped before the consumer.
+    pub(crate) fn new<C: ConsumerContext>(
+        consumer: &BaseConsumer<C>,
+        wake: Arc<Notify>,
+    ) -> Option<Self> {
         let client = NonNull::new(consumer.client().native_ptr())?;
-        // SAFETY: `client` is a live consumer handle.
-        let queue = NonNull::new(unsafe { rd::rd_kafka_queue_new(client.as_ptr()) })?;
-        Some(FetchQueue { queue, client })
+        // SAFETY: `client` is a live consumer handle; the callback's `Notify` is kept alive by
+        // `self.wake` until `drop` unregisters the callback.
+        unsafe {
+            let queue = NonNull::new(rd::rd_kafka_queue_new(client.as_ptr()))?;
+            rd::rd_kafka_queue_cb_event_enable(
+                queue.as_ptr(),
+                Some(wake_up),
+                Arc::as_ptr(&wake) as *mut std::ffi::c_void,
+            );
+            Some(FetchQueue {
+                queue,
+                client,
+                wake,
+            })
+        }
     }
 
     /// Forwards `topic`/`partition`'s messages here from now on. Called before the partition
@@ -67,58 +95,40 @@ impl FetchQueue {
         true
     }
 
-    /// Takes up to `max` messages: waits up to `wait` for the first, and takes only what is
-    /// already there after it.
-    pub(crate) fn take(&self, wait: Duration, max: usize, out: &mut Vec<FetchedMessage>) {
+    /// Takes up to `max` messages that are already there, without waiting.
+    pub(crate) fn take(&self, max: usize, out: &mut Vec<FetchedMessage>) {
         if max == 0 {
             return;
         }
         let mut raw: Vec<*mut rd::rd_kafka_message_t> = Vec::with_capacity(max);
-        let mut got = 0;
-        if !wait.is_zero() {
-            got = self.consume(
-                wait.as_millis().clamp(1, i32::MAX as u128) as i32,
-                &mut raw,
-                1,
-            );
-        }
-        if got > 0 || wait.is_zero() {
-            self.consume(0, &mut raw, max - got);
-        }
+        // SAFETY: the queue is alive; librdkafka writes at most `max` message pointers into
+        // the spare capacity, and returns how many (or -1 on error, with none written).
+        let got = unsafe {
+            rd::rd_kafka_consume_batch_queue(self.queue.as_ptr(), 0, raw.as_mut_ptr(), max)
+        };
+        let got = usize::try_from(got).unwrap_or(0).min(max);
+        // SAFETY: the first `got` slots were written by librdkafka.
+        unsafe { raw.set_len(got) };
         out.extend(raw.into_iter().filter_map(NonNull::new).map(FetchedMessage));
     }
 
-    /// One `rd_kafka_consume_batch_queue` call appending to `raw`; the number taken.
-    fn consume(
-        &self,
-        timeout_ms: i32,
-        raw: &mut Vec<*mut rd::rd_kafka_message_t>,
-        n: usize,
-    ) -> usize {
-        let len = raw.len();
-        let n = n.min(raw.capacity() - len);
-        // SAFETY: the queue is alive; librdkafka writes at most `n` message pointers into the
-        // spare capacity, and returns how many (or -1 on error, with none written).
-        let got = unsafe {
-            rd::rd_kafka_consume_batch_queue(
-                self.queue.as_ptr(),
-                timeout_ms,
-                raw.as_mut_ptr().add(len),
-                n,
-            )
-        };
-        let got = usize::try_from(got).unwrap_or(0).min(n);
-        // SAFETY: the first `got` slots past `len` were written by librdkafka.
-        unsafe { raw.set_len(len + got) };
-        got
+    /// Resolves once the queue has stopped being empty since the last call (or now, if it
+    /// did before): what the source awaits when nothing is prefetched.
+    pub(crate) async fn ready(&self) {
+        self.wake.notified().await
     }
 }
 
 impl Drop for FetchQueue {
     fn drop(&mut self) {
-        // SAFETY: owned handle, destroyed once. Partitions still forwarding here keep the
-        // queue's memory alive; librdkafka drops what they enqueue after this.
-        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) }
+        // SAFETY: owned handle, destroyed once. Unregistering the callback takes the queue's
+        // lock, which librdkafka holds while calling it, so no call is running after it
+        // returns. Partitions still forwarding here keep the queue's memory alive; librdkafka
+        // drops what they enqueue after this.
+        unsafe {
+            rd::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), None, std::ptr::null_mut());
+            rd::rd_kafka_queue_destroy(self.queue.as_ptr());
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use watershed_core::{
     BoxError, CheckpointId, EventTime, Offset, Origin, Record, Source, SourceEvent, SplitId,
     SplitRef,
@@ -305,10 +306,18 @@ impl KafkaSourceBuilder {
             changed: AtomicBool::new(false),
             fetch: Mutex::new(None),
         };
-        let consumer: BaseConsumer<SourceContext> = config
+        let mut consumer: BaseConsumer<SourceContext> = config
             .create_with_context(context)
             .map_err(KafkaError::Config)?;
-        let fetch = Arc::new(FetchQueue::new(&consumer).ok_or_else(|| {
+        // librdkafka calls back when either queue stops being empty (a fetched message, a
+        // rebalance, an error), so a source with nothing to read awaits instead of blocking a
+        // thread or polling on a timer.
+        let wake = Arc::new(Notify::new());
+        consumer.set_nonempty_callback({
+            let wake = wake.clone();
+            move || wake.notify_one()
+        });
+        let fetch = Arc::new(FetchQueue::new(&consumer, wake).ok_or_else(|| {
             KafkaError::Config(RdError::ClientCreation(
                 "librdkafka could not create the fetch queue".into(),
             ))
@@ -421,12 +430,11 @@ impl KafkaSource {
     }
 
     /// Takes what librdkafka has prefetched, up to one batch, into per-partition batches,
-    /// waiting up to `wait` for the first message when there is none. The consumer queue is
-    /// served first: it carries rebalances and errors, and the messages of a partition whose
+    /// without waiting. The consumer queue is served first: it carries rebalances and errors, and the messages of a partition whose
     /// fetch queue could not be attached (rare, so simply copied out). A partition's batch is
     /// found by comparing with the previous message's (messages come in runs per partition),
     /// and the topic name is copied once per partition per drain.
-    fn drain(&mut self, wait: Duration) -> Result<usize, KafkaError> {
+    fn drain(&mut self) -> Result<usize, KafkaError> {
         let mut batches: Vec<Pending> = Vec::new();
         let mut n = 0;
         let now = EventTime::now();
@@ -443,11 +451,7 @@ impl KafkaSource {
             }
         }
         let mut messages: Vec<FetchedMessage> = Vec::new();
-        let wait = if n > 0 { Duration::ZERO } else { wait };
-        let fetch = self.fetch.clone();
-        self.blocking_if(!wait.is_zero(), || {
-            fetch.take(wait, self.batch_size - n, &mut messages)
-        });
+        self.fetch.take(self.batch_size - n, &mut messages);
         let mut last = usize::MAX;
         for m in &messages {
             if let Some(e) = m.error() {
@@ -568,13 +572,7 @@ struct Pending {
 impl KafkaSource {
     /// Runs blocking client calls (synchronous commit) without stalling other tasks.
     fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.blocking_if(true, f)
-    }
-
-    /// Runs `f`, which blocks if `blocks`, without stalling other tasks: on a multi-thread
-    /// runtime other tasks move to other workers meanwhile.
-    fn blocking_if<R>(&self, blocks: bool, f: impl FnOnce() -> R) -> R {
-        if blocks && self.blocking_wait {
+        if self.blocking_wait {
             tokio::task::block_in_place(f)
         } else {
             f()
@@ -940,22 +938,17 @@ impl Source for KafkaSource {
             if !self.ready.is_empty() {
                 continue;
             }
-            if self.drain(Duration::ZERO)? > 0 || !self.ready.is_empty() {
+            if self.drain()? > 0 || !self.ready.is_empty() {
                 continue;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Ok(SourceEvent::Idle);
             }
-            let wait = (deadline - now).min(Duration::from_millis(10));
-            if self.blocking_wait {
-                // Nothing prefetched: block this worker in librdkafka until a message arrives
-                // (other tasks move to other workers meanwhile).
-                self.drain(wait)?;
-            } else {
-                // A current-thread runtime cannot block: sleep a little instead.
-                tokio::time::sleep(wait.min(Duration::from_millis(2))).await;
-            }
+            // Nothing prefetched and no rebalance pending: wait for librdkafka to call back
+            // (a message fetched, a rebalance, an error), or for the deadline.
+            let fetch = self.fetch.clone();
+            let until = tokio::time::Instant::from_std(deadline);
+            let _ = tokio::time::timeout_at(until, fetch.ready()).await;
         }
     }
 

@@ -586,3 +586,73 @@ async fn a_failing_pipeline_with_a_kafka_source_stops_promptly() {
     let result = result.expect("the failed pipeline did not stop within 20 s");
     assert!(matches!(result, Err(Error::Record { .. })), "{result:?}");
 }
+
+/// Rule: a source with nothing to read is woken by librdkafka when records arrive, not by its
+/// poll deadline; also on a current-thread runtime, where it must not block the thread.
+#[tokio::test]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn an_idle_source_wakes_when_records_arrive_not_at_its_poll_deadline() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let topic = unique("ws-wake");
+    create_topic(&topic, 1).await;
+    let poll_deadline = Duration::from_secs(30);
+    let p = Pipeline::new(
+        PipelineConfig::new(unique("wake"))
+            .checkpoint_store(CheckpointStore::memory())
+            .without_periodic_checkpoints()
+            .max_poll_wait(poll_deadline)
+            .handle_signals(false),
+    );
+    let seen = Arc::new(AtomicU64::new(0));
+    let count = seen.clone();
+    let source = KafkaSource::builder(brokers(), unique("group"))
+        .topic(&topic)
+        .build()
+        .unwrap();
+    p.source("kafka", source, WatermarkStrategy::none())
+        .apply(
+            "count",
+            FnOperator::new(move |b: Batch<Bytes>, out: &mut Collector<Bytes>| {
+                count.fetch_add(b.len() as u64, Ordering::Relaxed);
+                out.emit_batch(b);
+            }),
+        )
+        .sink("out", CollectSink::new());
+    let run = tokio::spawn(p.run());
+    let wait_for = |n: u64, limit: Duration| {
+        let seen = seen.clone();
+        async move {
+            let started = Instant::now();
+            while seen.load(Ordering::Relaxed) < n && started.elapsed() < limit {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            started.elapsed()
+        }
+    };
+    let send = |value: &'static str| {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || produce(&topic, [("k".into(), value.into())]))
+    };
+    send("first").await.unwrap();
+    wait_for(1, Duration::from_secs(60)).await;
+    assert_eq!(
+        seen.load(Ordering::Relaxed),
+        1,
+        "the first record never arrived"
+    );
+    // The source has read everything and waits in `poll`, up to its 30 s deadline.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    send("second").await.unwrap();
+    let took = wait_for(2, poll_deadline + Duration::from_secs(5)).await;
+    assert_eq!(
+        seen.load(Ordering::Relaxed),
+        2,
+        "the second record never arrived"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the second record took {took:?}: the source waited for its poll deadline ({poll_deadline:?})"
+    );
+    run.abort();
+}
