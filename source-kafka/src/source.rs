@@ -333,7 +333,7 @@ impl KafkaSourceBuilder {
             read_headers: self.read_headers,
             position: KafkaPosition::default(),
             assigned: HashMap::new(),
-            blocking_wait: false,
+            can_block_in_place: false,
             ready: VecDeque::new(),
             hand_over: None,
             hand_over_timeout: self.hand_over_timeout,
@@ -386,7 +386,8 @@ pub struct KafkaSource {
     read_headers: bool,
     position: KafkaPosition,
     assigned: HashMap<(String, i32), Assigned>,
-    blocking_wait: bool,
+    /// A multi-thread runtime: blocking client calls run in `block_in_place`.
+    can_block_in_place: bool,
     /// Events ready to hand out, each with the position it moves to (topic, partition, next).
     ready: VecDeque<Ready>,
     hand_over: Option<HandOver>,
@@ -572,7 +573,7 @@ struct Pending {
 impl KafkaSource {
     /// Runs blocking client calls (synchronous commit) without stalling other tasks.
     fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.blocking_wait {
+        if self.can_block_in_place {
             tokio::task::block_in_place(f)
         } else {
             f()
@@ -896,7 +897,7 @@ impl Source for KafkaSource {
     type Position = KafkaPosition;
 
     async fn open(&mut self, restored: Option<KafkaPosition>) -> Result<(), BoxError> {
-        self.blocking_wait = matches!(
+        self.can_block_in_place = matches!(
             tokio::runtime::Handle::current().runtime_flavor(),
             tokio::runtime::RuntimeFlavor::MultiThread
         );
