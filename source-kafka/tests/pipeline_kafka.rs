@@ -490,6 +490,19 @@ async fn transactional_commit_repeated_after_a_restart_writes_nothing_twice() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn two_instances_share_partitions_and_take_over_on_stop_without_loss_or_duplicates() {
+    two_instances_share_partitions(None).await;
+}
+
+/// The same with the eager protocol (`range`): every rebalance revokes all partitions and
+/// assigns them again, most back to the instance that had them, so each partition's messages
+/// must keep reaching the source's own fetch queue across re-assignments.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn with_the_eager_protocol_reassigned_partitions_keep_being_read_once() {
+    two_instances_share_partitions(Some("range")).await;
+}
+
+async fn two_instances_share_partitions(assignment_strategy: Option<&str>) {
     let topic = unique("ws-scale");
     create_topic(&topic, 6).await;
     let group = unique("group-scale");
@@ -497,10 +510,11 @@ async fn two_instances_share_partitions_and_take_over_on_stop_without_loss_or_du
         let p = Pipeline::new(config(&unique(name), &CheckpointStore::memory()));
         // Dynamic membership: a stopped instance leaves the group at once (a static member
         // would keep its partitions until its session timed out).
-        let source = KafkaSource::builder(brokers(), &group)
-            .topic(&topic)
-            .build()
-            .unwrap();
+        let mut source = KafkaSource::builder(brokers(), &group).topic(&topic);
+        if let Some(strategy) = assignment_strategy {
+            source = source.property("partition.assignment.strategy", strategy);
+        }
+        let source = source.build().unwrap();
         p.source("kafka", source, WatermarkStrategy::none())
             .sink("out", sink);
         let stop = p.shutdown_handle();
