@@ -13,8 +13,8 @@
 //! wakes the source's task: it never blocks a thread waiting for messages.
 //!
 //! The forwarding is librdkafka's own API for this (`rd_kafka_queue_get_partition` +
-//! `rd_kafka_queue_forward`); the forwarding flag it sets survives re-assignment, and librdkafka
-//! keeps the queue alive while a partition forwards to it.
+//! `rd_kafka_queue_forward`); it is set again before every assignment, and librdkafka keeps the
+//! queue alive while a partition forwards to it.
 
 use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -29,6 +29,8 @@ use watershed_core::Headers;
 /// An application queue of librdkafka that assigned partitions forward their messages to.
 pub(crate) struct FetchQueue {
     queue: NonNull<rd::rd_kafka_queue_t>,
+    /// A handle on the consumer queue, to see whether it still holds events.
+    consumer_queue: NonNull<rd::rd_kafka_queue_t>,
     client: NonNull<rd::rd_kafka_t>,
     /// Notified (from librdkafka's threads) when the queue stops being empty; the callback
     /// holds a pointer to it until `drop` unregisters it.
@@ -59,7 +61,11 @@ impl FetchQueue {
         // SAFETY: `client` is a live consumer handle; the callback's `Notify` is kept alive by
         // `self.wake` until `drop` unregisters the callback.
         unsafe {
-            let queue = NonNull::new(rd::rd_kafka_queue_new(client.as_ptr()))?;
+            let consumer_queue = NonNull::new(rd::rd_kafka_queue_get_consumer(client.as_ptr()))?;
+            let Some(queue) = NonNull::new(rd::rd_kafka_queue_new(client.as_ptr())) else {
+                rd::rd_kafka_queue_destroy(consumer_queue.as_ptr());
+                return None;
+            };
             rd::rd_kafka_queue_cb_event_enable(
                 queue.as_ptr(),
                 Some(wake_up),
@@ -67,15 +73,18 @@ impl FetchQueue {
             );
             Some(FetchQueue {
                 queue,
+                consumer_queue,
                 client,
                 wake,
             })
         }
     }
 
-    /// Forwards `topic`/`partition`'s messages here from now on. Called before the partition
-    /// is assigned, so none of its messages are left on the consumer queue. `false` if
-    /// librdkafka has no queue for it (its messages then stay on the consumer queue).
+    /// Forwards `topic`/`partition`'s messages here from now on. Called before each
+    /// assignment of the partition, so none of its messages land on the consumer queue (a
+    /// fetch stop removes the forwarding, and librdkafka, seeing it was the application's,
+    /// does not forward to the consumer queue instead). `false` if librdkafka has no queue
+    /// for the partition (it creates one on demand, so only for a name it cannot take).
     pub(crate) fn attach(&self, topic: &str, partition: i32) -> bool {
         let Ok(name) = CString::new(topic) else {
             return false;
@@ -112,6 +121,18 @@ impl FetchQueue {
         out.extend(raw.into_iter().filter_map(NonNull::new).map(FetchedMessage));
     }
 
+    /// Whether this queue or the consumer queue still holds something: librdkafka calls back
+    /// only when a queue goes from empty to non-empty, so the source must not wait while
+    /// either does (a drain can leave events behind: rust-rdkafka's `poll` returns after one
+    /// rebalance or statistics event, and a batch may hold only notices).
+    pub(crate) fn pending(&self) -> bool {
+        // SAFETY: both handles are alive while `self` is.
+        unsafe {
+            rd::rd_kafka_queue_length(self.queue.as_ptr()) > 0
+                || rd::rd_kafka_queue_length(self.consumer_queue.as_ptr()) > 0
+        }
+    }
+
     /// Resolves once the queue has stopped being empty since the last call (or now, if it
     /// did before): what the source awaits when nothing is prefetched.
     pub(crate) async fn ready(&self) {
@@ -128,6 +149,7 @@ impl Drop for FetchQueue {
         unsafe {
             rd::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), None, std::ptr::null_mut());
             rd::rd_kafka_queue_destroy(self.queue.as_ptr());
+            rd::rd_kafka_queue_destroy(self.consumer_queue.as_ptr());
         }
     }
 }

@@ -143,7 +143,7 @@ impl ConsumerContext for SourceContext {
                 if let Some(fetch) = self.fetch.lock().expect("fetch lock").as_ref() {
                     for (topic, partition) in &parts {
                         if !fetch.attach(topic, *partition) {
-                            tracing::warn!(topic = %topic, partition = *partition, "kafka: no fetch queue for the partition; reading it from the consumer queue");
+                            tracing::error!(topic = %topic, partition = *partition, "kafka: librdkafka gave no queue for the partition, so its messages cannot be forwarded to the source; they may not be read");
                         }
                     }
                 }
@@ -944,6 +944,9 @@ impl Source for KafkaSource {
             }
             if Instant::now() >= deadline {
                 return Ok(SourceEvent::Idle);
+            }
+            if self.fetch.pending() {
+                continue;
             }
             // Nothing prefetched and no rebalance pending: wait for librdkafka to call back
             // (a message fetched, a rebalance, an error), or for the deadline.
