@@ -14,7 +14,9 @@
 //! - Reads are batched: assigned partitions forward their messages to one librdkafka queue,
 //!   which the source takes up to a batch at a time from in one call, into per-partition
 //!   batches (no await, no FFI call per message). librdkafka's prefetch is bounded by
-//!   `queued.max.messages.kbytes`, so a back-pressured pipeline stops fetching.
+//!   `queued.max.messages.kbytes`, so a back-pressured pipeline stops fetching. A pipeline
+//!   stalled for a quarter of `max.poll.interval.ms` has its partitions paused while a thread
+//!   of the source keeps the consumer in its group.
 //!
 //! ```no_run
 //! use watershed_source_kafka::{KafkaSource, StartPosition};
@@ -28,6 +30,7 @@
 
 mod error;
 mod fetch;
+mod keepalive;
 mod sink;
 mod source;
 

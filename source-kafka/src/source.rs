@@ -2,6 +2,7 @@
 
 use crate::error::KafkaError;
 use crate::fetch::{FetchQueue, Fetched, FetchedMessage};
+use crate::keepalive::KeepAlive;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rdkafka::config::ClientConfig;
@@ -9,6 +10,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
 use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientContext, Offset as RdOffset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -63,7 +65,7 @@ enum Change {
 
 /// Rebalance handling: seeks newly assigned partitions to their restored positions inside the
 /// callback (before any fetch), and records what changed for the poll loop.
-struct SourceContext {
+pub(crate) struct SourceContext {
     /// Positions from the restored checkpoint not yet applied: each applies to the first
     /// assignment of its partition only. A partition regained later (after it was handed over)
     /// starts from the group's committed offset, which its last owner committed.
@@ -317,6 +319,14 @@ impl KafkaSourceBuilder {
             let wake = wake.clone();
             move || wake.notify_one()
         });
+        let keepalive_after = self
+            .properties
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "max.poll.interval.ms")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .map_or(Duration::from_secs(300), Duration::from_millis)
+            / 4;
         let fetch = Arc::new(FetchQueue::new(&consumer, wake).ok_or_else(|| {
             KafkaError::Config(RdError::ClientCreation(
                 "librdkafka could not create the fetch queue".into(),
@@ -325,7 +335,10 @@ impl KafkaSourceBuilder {
         *consumer.context().fetch.lock().expect("fetch lock") = Some(fetch.clone());
         Ok(KafkaSource {
             fetch,
-            consumer,
+            keepalive: None,
+            keepalive_after,
+            stray: Vec::new(),
+            consumer: Arc::new(consumer),
             topics: self.topics,
             start: self.start,
             batch_size: self.batch_size,
@@ -378,7 +391,15 @@ pub struct KafkaSource {
     /// Declared before the consumer: dropped first, as librdkafka wants its queues destroyed
     /// before the client.
     fetch: Arc<FetchQueue>,
-    consumer: BaseConsumer<SourceContext>,
+    /// Keeps the group membership while the pipeline does not poll (see `keepalive.rs`);
+    /// started by `open`, stopped before the consumer closes.
+    keepalive: Option<KeepAlive>,
+    /// How long the source may go without polling before the keeper steps in: a quarter of
+    /// `max.poll.interval.ms`.
+    keepalive_after: Duration,
+    /// Messages the keeper received from the consumer queue, handed out first.
+    stray: Vec<OwnedMessage>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
     topics: Vec<String>,
     start: StartPosition,
     batch_size: usize,
@@ -439,6 +460,11 @@ impl KafkaSource {
         let mut batches: Vec<Pending> = Vec::new();
         let mut n = 0;
         let now = EventTime::now();
+        for m in std::mem::take(&mut self.stray) {
+            if self.push(&mut batches, usize::MAX, now, &m).is_some() {
+                n += 1;
+            }
+        }
         while n < self.batch_size {
             match self.consumer.poll(Duration::ZERO) {
                 None => break,
@@ -891,31 +917,11 @@ fn offsets_text(tpl: &TopicPartitionList) -> String {
         .join(",")
 }
 
-#[async_trait]
-impl Source for KafkaSource {
-    type Item = Bytes;
-    type Position = KafkaPosition;
-
-    async fn open(&mut self, restored: Option<KafkaPosition>) -> Result<(), BoxError> {
-        self.can_block_in_place = matches!(
-            tokio::runtime::Handle::current().runtime_flavor(),
-            tokio::runtime::RuntimeFlavor::MultiThread
-        );
-        let restored = restored.unwrap_or_default();
-        self.position = restored.clone();
-        *self.consumer.context().restored.lock().expect("lock") = restored;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        self.consumer
-            .subscribe(&topics)
-            .map_err(|error| KafkaError::Subscribe {
-                topics: self.topics.clone(),
-                error,
-            })?;
-        Ok(())
-    }
-
-    async fn poll(&mut self, max_wait: Duration) -> Result<SourceEvent<Bytes>, BoxError> {
+impl KafkaSource {
+    /// `poll`'s work: the next event, waiting up to `max_wait`.
+    async fn next_event(&mut self, max_wait: Duration) -> Result<SourceEvent<Bytes>, BoxError> {
         let deadline = Instant::now() + max_wait;
+
         loop {
             if self.hand_over.is_some() {
                 self.check_hand_over();
@@ -954,6 +960,45 @@ impl Source for KafkaSource {
             let until = tokio::time::Instant::from_std(deadline);
             let _ = tokio::time::timeout_at(until, fetch.ready()).await;
         }
+    }
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    type Item = Bytes;
+    type Position = KafkaPosition;
+
+    async fn open(&mut self, restored: Option<KafkaPosition>) -> Result<(), BoxError> {
+        self.can_block_in_place = matches!(
+            tokio::runtime::Handle::current().runtime_flavor(),
+            tokio::runtime::RuntimeFlavor::MultiThread
+        );
+        let restored = restored.unwrap_or_default();
+        self.position = restored.clone();
+        *self.consumer.context().restored.lock().expect("lock") = restored;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&topics)
+            .map_err(|error| KafkaError::Subscribe {
+                topics: self.topics.clone(),
+                error,
+            })?;
+        let keeper = KeepAlive::start(self.consumer.clone(), self.keepalive_after)
+            .map_err(|e| KafkaError::Invalid(format!("starting the keep-alive thread: {e}")))?;
+        self.keepalive = Some(keeper);
+        Ok(())
+    }
+
+    async fn poll(&mut self, max_wait: Duration) -> Result<SourceEvent<Bytes>, BoxError> {
+        let _polling = match &self.keepalive {
+            Some(keeper) => {
+                let (polling, stray) = keeper.enter(&self.consumer);
+                self.stray.extend(stray);
+                Some(polling)
+            }
+            None => None,
+        };
+        self.next_event(max_wait).await
     }
 
     fn position(&self) -> KafkaPosition {
@@ -1009,6 +1054,7 @@ impl Source for KafkaSource {
         // The final checkpoint has completed (and released a covered hand-over): whatever is
         // still pending was not covered, and is released uncommitted.
         self.release_hand_over(false, "closing");
+        self.keepalive = None; // stops the keeper
         self.consumer.unsubscribe();
         Ok(())
     }
@@ -1024,6 +1070,9 @@ impl Drop for KafkaSource {
             .hand_over
             .store(false, Ordering::Release);
         self.release_hand_over(false, "closing");
+        // The keeper holds a reference to the consumer: stopped here, so the consumer closes
+        // when this source is dropped.
+        self.keepalive = None;
         // The context outlives the consumer; its handle on the fetch queue must not.
         self.consumer
             .context()

@@ -670,3 +670,86 @@ async fn an_idle_source_wakes_when_records_arrive_not_at_its_poll_deadline() {
     );
     run.abort();
 }
+
+/// A sink that stalls on its first write: back-pressure for the whole pipeline.
+struct Stalling<S> {
+    inner: S,
+    stall: Option<Duration>,
+}
+
+#[async_trait]
+impl<S: Sink> Sink for Stalling<S> {
+    type Item = S::Item;
+    type Handle = S::Handle;
+    async fn open(&mut self, ctx: &SinkContext) -> Result<(), BoxError> {
+        self.inner.open(ctx).await
+    }
+    async fn write(&mut self, batch: Batch<S::Item>) -> Result<(), BoxError> {
+        if let Some(stall) = self.stall.take() {
+            tokio::time::sleep(stall).await;
+        }
+        self.inner.write(batch).await
+    }
+    async fn pre_commit(&mut self, checkpoint: CheckpointId) -> Result<S::Handle, BoxError> {
+        self.inner.pre_commit(checkpoint).await
+    }
+    async fn commit(
+        &mut self,
+        checkpoint: CheckpointId,
+        handle: S::Handle,
+    ) -> Result<(), BoxError> {
+        self.inner.commit(checkpoint, handle).await
+    }
+    async fn abort(&mut self) -> Result<(), BoxError> {
+        self.inner.abort().await
+    }
+    async fn close(&mut self) -> Result<(), BoxError> {
+        self.inner.close().await
+    }
+}
+
+/// Rule (K5, liveness): a pipeline back-pressured for longer than `max.poll.interval.ms` keeps
+/// its consumer in the group (the source pauses its partitions and a thread of its own keeps
+/// polling), so when it catches up nothing is read twice. Put out of the group, the source
+/// would lose its partitions and read them again from the last commit.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn a_pipeline_stalled_longer_than_the_poll_interval_keeps_its_partitions() {
+    let topic = unique("ws-stall");
+    create_topic(&topic, 2).await;
+    const N: usize = 20_000;
+    produce(
+        &topic,
+        (0..N).map(|i| (format!("k{i}"), format!("v:{i}").into_bytes())),
+    );
+    let p = Pipeline::new(config(&unique("stall"), &CheckpointStore::memory()));
+    let source = KafkaSource::builder(brokers(), unique("group"))
+        .topic(&topic)
+        // The smallest interval the broker's session-timeout bounds allow.
+        .property("max.poll.interval.ms", "8000")
+        .property("session.timeout.ms", "6000")
+        .batch_size(100)
+        .build()
+        .unwrap();
+    let out = CollectSink::new();
+    p.source("kafka", source, WatermarkStrategy::none()).sink(
+        "out",
+        Stalling {
+            inner: out.clone(),
+            stall: Some(Duration::from_secs(20)),
+        },
+    );
+    let seen = out.clone();
+    run_until(p, Duration::from_secs(120), move || {
+        seen.values().len() >= N
+    })
+    .await;
+    let values = out.values();
+    let distinct: std::collections::HashSet<_> = values.iter().cloned().collect();
+    assert_eq!(distinct.len(), N, "records lost");
+    assert_eq!(
+        values.len(),
+        N,
+        "records read twice: the consumer was put out of its group while the pipeline stalled"
+    );
+}
