@@ -12,9 +12,12 @@
 
 use crate::source::SourceContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::OwnedMessage;
+use rdkafka::TopicPartitionList;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,16 +32,25 @@ struct Shared {
     stop: AtomicBool,
 }
 
+impl Shared {
+    /// The state; a panic elsewhere while it was held leaves nothing half-done worth refusing.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Default)]
 struct State {
     /// The source is inside `poll`: the keeper stays out.
     in_poll: bool,
-    /// When the source last returned from `poll`.
-    last_poll: Instant,
-    /// The keeper paused the assignment.
-    paused: bool,
-    /// Messages the keeper's poll returned (only of a partition read from the consumer queue),
-    /// for the source to hand out.
-    stray: Vec<OwnedMessage>,
+    /// When the source last returned from `poll` (`None`: not yet).
+    last_poll: Option<Instant>,
+    /// Every partition the keeper paused and the source has not resumed yet, assigned or not:
+    /// librdkafka keeps a partition paused across unassignment and a later assignment.
+    paused: BTreeSet<(String, i32)>,
+    /// What the keeper's polls returned, in order, for the source: messages (only of a
+    /// partition read from the consumer queue) and errors (a fatal one must stop the source).
+    polled: Vec<Result<OwnedMessage, RdError>>,
 }
 
 impl KeepAlive {
@@ -49,10 +61,8 @@ impl KeepAlive {
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                in_poll: false,
-                last_poll: Instant::now(),
-                paused: false,
-                stray: Vec::new(),
+                last_poll: Some(Instant::now()),
+                ..State::default()
             }),
             stop: AtomicBool::new(false),
         });
@@ -70,30 +80,29 @@ impl KeepAlive {
     }
 
     /// The source's `poll` begins: the keeper stands aside until the returned guard is dropped
-    /// (when `poll` returns, or its future is dropped), paused partitions resume, and the
-    /// messages the keeper received are handed over.
+    /// (when `poll` returns, or its future is dropped), whatever it paused resumes, and what
+    /// its polls returned is handed over. Never waits for a keeper round in progress: the
+    /// state lock is held only for bookkeeping, not across librdkafka calls.
     pub(crate) fn enter(
         &self,
         consumer: &BaseConsumer<SourceContext>,
-    ) -> (Polling, Vec<OwnedMessage>) {
-        let mut state = self.shared.state.lock().expect("keepalive lock");
-        state.in_poll = true;
-        if state.paused {
-            state.paused = false;
-            match consumer.assignment() {
-                Ok(assigned) => {
-                    if let Err(e) = consumer.resume(&assigned) {
-                        tracing::error!(error = %e, "kafka: resuming partitions after back-pressure failed");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "kafka: reading the assignment to resume it failed")
-                }
-            }
-            tracing::info!("kafka: pipeline polling again; partitions resumed");
+    ) -> (Polling, Vec<Result<OwnedMessage, RdError>>) {
+        let (paused, polled) = {
+            let mut state = self.shared.state();
+            state.in_poll = true;
+            (
+                std::mem::take(&mut state.paused),
+                std::mem::take(&mut state.polled),
+            )
+        };
+        if !paused.is_empty() {
+            resume(consumer, &paused);
+            tracing::info!(
+                partitions = paused.len(),
+                "kafka: pipeline polling again; partitions resumed"
+            );
         }
-        let stray = std::mem::take(&mut state.stray);
-        (Polling(self.shared.clone()), stray)
+        (Polling(self.shared.clone()), polled)
     }
 
     /// Stops the keeper and waits for it: before the consumer closes.
@@ -111,9 +120,9 @@ pub(crate) struct Polling(Arc<Shared>);
 
 impl Drop for Polling {
     fn drop(&mut self) {
-        let mut state = self.0.state.lock().expect("keepalive lock");
+        let mut state = self.0.state();
         state.in_poll = false;
-        state.last_poll = Instant::now();
+        state.last_poll = Some(Instant::now());
     }
 }
 
@@ -123,40 +132,78 @@ impl Drop for KeepAlive {
     }
 }
 
+fn resume(consumer: &BaseConsumer<SourceContext>, partitions: &BTreeSet<(String, i32)>) {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        tpl.add_partition(topic, *partition);
+    }
+    // librdkafka resumes any partition it knows, assigned or not.
+    if let Err(e) = consumer.resume(&tpl) {
+        tracing::error!(error = %e, "kafka: resuming partitions after back-pressure failed");
+    }
+}
+
 fn keep(consumer: &BaseConsumer<SourceContext>, shared: &Shared, after: Duration, tick: Duration) {
+    let mut pausing = false;
     while !shared.stop.load(Ordering::Acquire) {
         std::thread::park_timeout(tick);
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
-        let mut state = shared.state.lock().expect("keepalive lock");
-        if state.in_poll || state.last_poll.elapsed() < after {
-            continue;
+        {
+            let state = shared.state();
+            let away = state.last_poll.map_or(Duration::ZERO, |t| t.elapsed());
+            if state.in_poll || away < after {
+                pausing = false;
+                continue;
+            }
+            if !pausing {
+                pausing = true;
+                tracing::warn!(
+                    waited = ?away,
+                    "kafka: the pipeline has not polled the source for a while (back-pressure); pausing its partitions and keeping the group membership alive"
+                );
+                metrics::counter!("watershed_kafka_backpressure_pauses_total").increment(1);
+            }
         }
-        if !state.paused {
-            state.paused = true;
-            tracing::warn!(
-                waited = ?state.last_poll.elapsed(),
-                "kafka: the pipeline has not polled the source for a while (back-pressure); pausing its partitions and keeping the group membership alive"
-            );
-            metrics::counter!("watershed_kafka_backpressure_pauses_total").increment(1);
-        }
-        // Serves what the consumer queue holds (a rebalance returns after one event; a few
-        // rounds per tick are plenty).
+        // Serves what the consumer queue holds, without the state lock (a rebalance callback
+        // may block on the broker): a rebalance returns after one event, so a few rounds.
+        let mut polled = Vec::new();
         for _ in 0..16 {
             match consumer.poll(Duration::ZERO) {
                 None => break,
-                Some(Ok(m)) => state.stray.push(m.detach()),
-                Some(Err(e)) => tracing::warn!(error = %e, "kafka: consumer error while paused"),
+                Some(Ok(m)) => polled.push(Ok(m.detach())),
+                Some(Err(e)) => polled.push(Err(e)),
             }
         }
-        // Again each time: a rebalance served above may have assigned more partitions.
-        if let Ok(assigned) = consumer.assignment() {
-            if assigned.count() > 0 {
-                if let Err(e) = consumer.pause(&assigned) {
-                    tracing::warn!(error = %e, "kafka: pausing partitions failed");
-                }
+        // Again each round: a rebalance served above may have assigned more partitions.
+        let assigned: BTreeSet<(String, i32)> = consumer
+            .assignment()
+            .map(|a| {
+                a.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !assigned.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition) in &assigned {
+                tpl.add_partition(topic, *partition);
             }
+            if let Err(e) = consumer.pause(&tpl) {
+                tracing::warn!(error = %e, "kafka: pausing partitions failed");
+            }
+        }
+        let mut state = shared.state();
+        state.polled.extend(polled);
+        if state.in_poll {
+            // The source came back during this round and resumed what it knew of: resume
+            // what was paused since.
+            drop(state);
+            resume(consumer, &assigned);
+        } else {
+            state.paused.extend(assigned);
         }
     }
 }

@@ -397,8 +397,8 @@ pub struct KafkaSource {
     /// How long the source may go without polling before the keeper steps in: a quarter of
     /// `max.poll.interval.ms`.
     keepalive_after: Duration,
-    /// Messages the keeper received from the consumer queue, handed out first.
-    stray: Vec<OwnedMessage>,
+    /// What the keeper's polls of the consumer queue returned, handled first.
+    stray: Vec<Result<OwnedMessage, RdError>>,
     consumer: Arc<BaseConsumer<SourceContext>>,
     topics: Vec<String>,
     start: StartPosition,
@@ -460,9 +460,14 @@ impl KafkaSource {
         let mut batches: Vec<Pending> = Vec::new();
         let mut n = 0;
         let now = EventTime::now();
-        for m in std::mem::take(&mut self.stray) {
-            if self.push(&mut batches, usize::MAX, now, &m).is_some() {
-                n += 1;
+        for polled in std::mem::take(&mut self.stray) {
+            match polled {
+                Ok(m) => {
+                    if self.push(&mut batches, usize::MAX, now, &m).is_some() {
+                        n += 1;
+                    }
+                }
+                Err(e) => check_error(e)?,
             }
         }
         while n < self.batch_size {
@@ -1010,6 +1015,8 @@ impl Source for KafkaSource {
         _id: CheckpointId,
         position: &KafkaPosition,
     ) -> Result<(), BoxError> {
+        // Rebalances the keep-alive thread served since the last poll count too.
+        self.apply_changes();
         // Commit only partitions this instance still owns: a lost partition's offset belongs
         // to its new owner.
         let mut tpl = TopicPartitionList::new();
