@@ -42,6 +42,26 @@ fn produce(topic: &str, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
     producer.flush(Duration::from_secs(60)).unwrap();
 }
 
+/// A new topic named after `prefix`, with `partitions` partitions, holding `records`.
+async fn topic_with(
+    prefix: &str,
+    partitions: i32,
+    records: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> String {
+    let topic = unique(prefix);
+    create_topic(&topic, partitions).await;
+    produce(&topic, records);
+    topic
+}
+
+/// A source on `topic` in a group of its own, with the defaults.
+fn source_on(topic: &str) -> KafkaSource {
+    KafkaSource::builder(brokers(), unique("group"))
+        .topic(topic)
+        .build()
+        .unwrap()
+}
+
 fn config(id: &str, store: &CheckpointStore) -> PipelineConfig {
     PipelineConfig::new(id)
         .checkpoint_store(store.clone())
@@ -72,24 +92,21 @@ fn parse(v: &Bytes) -> (String, u64) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn round_trip_of_100000_keyed_records_keeps_per_partition_order() {
-    let topic = unique("ws-roundtrip");
-    create_topic(&topic, 3).await;
     const N: u64 = 100_000;
-    produce(
-        &topic,
+    let topic = topic_with(
+        "ws-roundtrip",
+        3,
         (0..N).map(|i| {
             (
                 format!("k{}", i % 17),
                 format!("k{}:{i}", i % 17).into_bytes(),
             )
         }),
-    );
+    )
+    .await;
     let p = Pipeline::new(config(&unique("roundtrip"), &CheckpointStore::memory()));
     let out = CollectSink::<Bytes>::new();
-    let source = KafkaSource::builder(brokers(), unique("group"))
-        .topic(&topic)
-        .build()
-        .unwrap();
+    let source = source_on(&topic);
     p.source("kafka", source, WatermarkStrategy::none())
         .sink("out", out.clone());
     let check = out.clone();
@@ -344,10 +361,7 @@ async fn undecodable_record_goes_to_dead_letters_with_topic_partition_offset_and
     let p = Pipeline::new(config(&unique("dlq"), &CheckpointStore::memory()));
     let good = CollectSink::<View>::new();
     let dead = CollectSink::<DeadLetter>::new();
-    let source = KafkaSource::builder(brokers(), unique("group"))
-        .topic(&topic)
-        .build()
-        .unwrap();
+    let source = source_on(&topic);
     p.source("kafka", source, WatermarkStrategy::none())
         .decode_json::<View>()
         .sink("good", good.clone());
@@ -583,10 +597,7 @@ async fn a_failing_pipeline_with_a_kafka_source_stops_promptly() {
         (0..100u64).map(|i| (format!("k{i}"), format!("v{i}").into_bytes())),
     );
     let p = Pipeline::new(config(&unique("fail"), &CheckpointStore::memory()));
-    let source = KafkaSource::builder(brokers(), unique("group"))
-        .topic(&topic)
-        .build()
-        .unwrap();
+    let source = source_on(&topic);
     p.source("kafka", source, WatermarkStrategy::none())
         .apply(
             "boom",
@@ -620,10 +631,7 @@ async fn an_idle_source_wakes_when_records_arrive_not_at_its_poll_deadline() {
     );
     let seen = Arc::new(AtomicU64::new(0));
     let count = seen.clone();
-    let source = KafkaSource::builder(brokers(), unique("group"))
-        .topic(&topic)
-        .build()
-        .unwrap();
+    let source = source_on(&topic);
     p.source("kafka", source, WatermarkStrategy::none())
         .apply(
             "count",
@@ -715,13 +723,13 @@ impl<S: Sink> Sink for Stalling<S> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn a_pipeline_stalled_longer_than_the_poll_interval_keeps_its_partitions() {
-    let topic = unique("ws-stall");
-    create_topic(&topic, 2).await;
     const N: usize = 20_000;
-    produce(
-        &topic,
+    let topic = topic_with(
+        "ws-stall",
+        2,
         (0..N).map(|i| (format!("k{i}"), format!("v:{i}").into_bytes())),
-    );
+    )
+    .await;
     let p = Pipeline::new(config(&unique("stall"), &CheckpointStore::memory()));
     let source = KafkaSource::builder(brokers(), unique("group"))
         .topic(&topic)
