@@ -81,6 +81,24 @@ async fn run_until(pipeline: Pipeline, deadline: Duration, done: impl Fn() -> bo
     run.await.unwrap().unwrap()
 }
 
+/// Runs `source` into `out` as pipeline `id` (checkpoints in `store`) until `out` holds
+/// `want` records (or two minutes pass).
+fn run_into(
+    id: &str,
+    store: &CheckpointStore,
+    source: KafkaSource,
+    out: &CollectSink<Bytes>,
+    want: usize,
+) -> impl std::future::Future<Output = RunSummary> {
+    let p = Pipeline::new(config(id, store));
+    p.source("kafka", source, WatermarkStrategy::none())
+        .sink("out", out.clone());
+    let check = out.clone();
+    run_until(p, Duration::from_secs(120), move || {
+        check.values().len() >= want
+    })
+}
+
 fn parse(v: &Bytes) -> (String, u64) {
     let s = std::str::from_utf8(v).unwrap();
     let (k, n) = s.split_once(':').unwrap();
@@ -104,15 +122,15 @@ async fn round_trip_of_100000_keyed_records_keeps_per_partition_order() {
         }),
     )
     .await;
-    let p = Pipeline::new(config(&unique("roundtrip"), &CheckpointStore::memory()));
     let out = CollectSink::<Bytes>::new();
-    let source = source_on(&topic);
-    p.source("kafka", source, WatermarkStrategy::none())
-        .sink("out", out.clone());
-    let check = out.clone();
-    let summary = run_until(p, Duration::from_secs(120), move || {
-        check.values().len() as u64 >= N
-    })
+    let store = CheckpointStore::memory();
+    let summary = run_into(
+        &unique("roundtrip"),
+        &store,
+        source_on(&topic),
+        &out,
+        N as usize,
+    )
     .await;
     assert_eq!(summary.records_in, N);
     let mut last: HashMap<String, u64> = HashMap::new();
@@ -152,29 +170,23 @@ fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn restart_resumes_exactly_at_the_checkpointed_offsets() {
-    let topic = unique("ws-resume");
-    create_topic(&topic, 3).await;
-    produce(
-        &topic,
+    let topic = topic_with(
+        "ws-resume",
+        3,
         (0..3_000u64).map(|i| (format!("k{i}"), format!("a:{i}").into_bytes())),
-    );
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let store = CheckpointStore::local(dir.path()).unwrap();
     let id = unique("resume");
     let out = CollectSink::<Bytes>::new();
     let run = |group: String, want: usize| {
-        let p = Pipeline::new(config(&id, &store));
         let source = KafkaSource::builder(brokers(), group)
             .topic(&topic)
             .start(StartPosition::Earliest)
             .build()
             .unwrap();
-        p.source("kafka", source, WatermarkStrategy::none())
-            .sink("out", out.clone());
-        let check = out.clone();
-        run_until(p, Duration::from_secs(60), move || {
-            check.values().len() >= want
-        })
+        run_into(&id, &store, source, &out, want)
     };
     let first_group = unique("group-a");
     let first = run(first_group.clone(), 3_000).await;
@@ -208,29 +220,23 @@ async fn restart_resumes_exactly_at_the_checkpointed_offsets() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn a_restored_position_behind_a_later_group_commit_resumes_at_the_commit() {
-    let topic = unique("ws-later-commit");
-    create_topic(&topic, 1).await;
-    produce(
-        &topic,
+    let topic = topic_with(
+        "ws-later-commit",
+        1,
         (0..1_000u64).map(|i| (format!("k{i}"), format!("a:{i}").into_bytes())),
-    );
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let store = CheckpointStore::local(dir.path()).unwrap();
     let id = unique("later-commit");
     let group = unique("group-later");
     let out = CollectSink::<Bytes>::new();
     let run = |want: usize| {
-        let p = Pipeline::new(config(&id, &store));
         let source = KafkaSource::builder(brokers(), &group)
             .topic(&topic)
             .build()
             .unwrap();
-        p.source("kafka", source, WatermarkStrategy::none())
-            .sink("out", out.clone());
-        let check = out.clone();
-        run_until(p, Duration::from_secs(60), move || {
-            check.values().len() >= want
-        })
+        run_into(&id, &store, source, &out, want)
     };
     assert_eq!(run(1_000).await.records_in, 1_000);
     // Another instance of the group processes the next 500 and commits after them.
@@ -348,16 +354,16 @@ struct View {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn undecodable_record_goes_to_dead_letters_with_topic_partition_offset_and_reason() {
-    let topic = unique("ws-dlq");
-    create_topic(&topic, 1).await;
-    produce(
-        &topic,
+    let topic = topic_with(
+        "ws-dlq",
+        1,
         vec![
             ("a".to_string(), br#"{"page":"/a"}"#.to_vec()),
             ("b".to_string(), b"{not json".to_vec()),
             ("c".to_string(), br#"{"page":"/c"}"#.to_vec()),
         ],
-    );
+    )
+    .await;
     let p = Pipeline::new(config(&unique("dlq"), &CheckpointStore::memory()));
     let good = CollectSink::<View>::new();
     let dead = CollectSink::<DeadLetter>::new();
@@ -590,12 +596,12 @@ async fn two_instances_share_partitions(assignment_strategy: Option<&str>) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn a_failing_pipeline_with_a_kafka_source_stops_promptly() {
-    let topic = unique("ws-fail");
-    create_topic(&topic, 3).await;
-    produce(
-        &topic,
+    let topic = topic_with(
+        "ws-fail",
+        3,
         (0..100u64).map(|i| (format!("k{i}"), format!("v{i}").into_bytes())),
-    );
+    )
+    .await;
     let p = Pipeline::new(config(&unique("fail"), &CheckpointStore::memory()));
     let source = source_on(&topic);
     p.source("kafka", source, WatermarkStrategy::none())

@@ -24,19 +24,9 @@ async fn round_trip_over_two_shards_reads_every_record_once_in_shard_and_key_ord
     let records = keyed_records(N, 64, 0);
     assert_eq!(write(aws(), &stream.name, &records).await, N as u64);
 
-    let collected = CollectSink::new();
     let source = source(aws(), &stream.name);
     let stats = source.stats();
-    let summary = read(
-        "roundtrip",
-        &CheckpointStore::memory(),
-        source,
-        &collected,
-        |n| n >= N,
-    )
-    .await;
-    let seen = collected.values();
-    assert_once_and_ordered(&seen, N);
+    let (summary, seen) = read_each_once("roundtrip", source, N).await;
     assert_eq!(summary.records_in, N as u64);
     let shards: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(shards.len(), 2, "both shards were read");
@@ -195,17 +185,7 @@ async fn reshard_while_reading(
     read_before_split: bool,
 ) {
     let collected = CollectSink::new();
-    let p = Pipeline::new(pipeline_config(id, &CheckpointStore::memory()));
-    let shutdown = p.shutdown_handle();
-    p.source("kinesis", source, WatermarkStrategy::none())
-        .apply("describe", describe())
-        .sink("collect", collected.clone());
-    let running = {
-        let collected = collected.clone();
-        tokio::spawn(
-            async move { run_until(p.run(), shutdown, &collected, |n| n >= 3 * PHASE).await },
-        )
-    };
+    let running = start_reading(id, source, &collected, |n| n >= 3 * PHASE);
     let first_read = {
         let collected = collected.clone();
         async move {
@@ -220,10 +200,7 @@ async fn reshard_while_reading(
         }
     };
     write_through_split_and_merge(stream, first_read).await;
-    let summary = tokio::time::timeout(TIMEOUT, running)
-        .await
-        .expect("reader finishes")
-        .expect("reader task");
+    let summary = running.finish().await;
     assert_resharded_read(&collected.values(), &summary);
 }
 
@@ -551,28 +528,15 @@ async fn read_from(
     expected: usize,
 ) -> Vec<String> {
     let collected = CollectSink::new();
-    let p = Pipeline::new(pipeline_config("start", &CheckpointStore::memory()));
-    let shutdown = p.shutdown_handle();
     let source = KinesisSource::builder(&stream.name)
         .aws(aws())
         .start_position(start)
         .build();
-    p.source("kinesis", source, WatermarkStrategy::none())
-        .apply("describe", describe())
-        .sink("collect", collected.clone());
-    let running = {
-        let collected = collected.clone();
-        tokio::spawn(async move {
-            run_until(p.run(), shutdown, &collected, move |n| n >= expected).await
-        })
-    };
+    let running = start_reading("start", source, &collected, move |n| n >= expected);
     // Give the source time to open and take its iterators before the new records arrive.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     write(aws(), &stream.name, later).await;
-    tokio::time::timeout(TIMEOUT, running)
-        .await
-        .expect("reader finishes")
-        .expect("reader task");
+    running.finish().await;
     let mut payloads: Vec<String> = collected.values().into_iter().map(|s| s.3).collect();
     payloads.sort();
     payloads
@@ -763,19 +727,9 @@ async fn n8_enhanced_fan_out_round_trip_over_two_shards_reads_every_record_once_
         write(aws(), &stream.name, &keyed_records(N, 64, 0)).await,
         N as u64
     );
-    let collected = CollectSink::new();
     let source = efo_source(&stream.name);
     let stats = source.stats();
-    let summary = read(
-        "efo-roundtrip",
-        &CheckpointStore::memory(),
-        source,
-        &collected,
-        |n| n >= N,
-    )
-    .await;
-    let seen = collected.values();
-    assert_once_and_ordered(&seen, N);
+    let (summary, seen) = read_each_once("efo-roundtrip", source, N).await;
     assert_eq!(summary.records_in, N as u64);
     let shards: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(shards.len(), 2, "both shards were read");

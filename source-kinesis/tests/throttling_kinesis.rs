@@ -17,7 +17,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use watershed_core::connectors::CollectSink;
-use watershed_core::{CheckpointStore, Pipeline, WatermarkStrategy};
 use watershed_source_kinesis::{Backoff, KinesisSink, KinesisSource, StartPosition};
 
 /// What the proxy injected.
@@ -423,16 +422,7 @@ async fn n7_n9_throttling_is_backed_off_and_counted_and_loses_or_repeats_nothing
         .backoff(fast)
         .build();
     let source_stats = source.stats();
-    let collected = CollectSink::new();
-    read(
-        "throttle",
-        &CheckpointStore::memory(),
-        source,
-        &collected,
-        |n| n >= N,
-    )
-    .await;
-    assert_once_and_ordered(&collected.values(), N);
+    read_each_once("throttle", source, N).await;
     let throttled_reads = injected.get_records_throttled.load(Ordering::SeqCst);
     assert!(throttled_reads > 0, "the proxy throttled some GetRecords");
     assert_eq!(
@@ -477,15 +467,7 @@ async fn n8_subscriptions_throttled_or_ended_are_renewed_after_the_last_record_r
         .build();
     let stats = source.stats();
     let collected = CollectSink::new();
-    let p = Pipeline::new(pipeline_config("efo-throttle", &CheckpointStore::memory()));
-    let shutdown = p.shutdown_handle();
-    p.source("kinesis", source, WatermarkStrategy::none())
-        .apply("describe", describe())
-        .sink("collect", collected.clone());
-    let running = {
-        let collected = collected.clone();
-        tokio::spawn(async move { run_until(p.run(), shutdown, &collected, |n| n >= N).await })
-    };
+    let running = start_reading("efo-throttle", source, &collected, |n| n >= N);
     // The second half arrives while subscriptions are being cut and renewed.
     let deadline = std::time::Instant::now() + TIMEOUT;
     while collected.records().is_empty() {
@@ -496,10 +478,7 @@ async fn n8_subscriptions_throttled_or_ended_are_renewed_after_the_last_record_r
         write(aws(), &stream.name, &records[N / 2..]).await,
         N as u64 / 2
     );
-    tokio::time::timeout(TIMEOUT, running)
-        .await
-        .expect("reader finishes")
-        .expect("reader task");
+    running.finish().await;
 
     assert_once_and_ordered(&collected.values(), N);
     let throttled = injected.subscribe_throttled.load(Ordering::SeqCst);

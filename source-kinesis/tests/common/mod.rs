@@ -243,6 +243,51 @@ pub async fn read(
     run_until(p.run(), shutdown, collected, enough).await
 }
 
+/// Reads `expected` records with `source` into a fresh sink (in-memory checkpoints), checks
+/// that each arrived once and in order per shard and key, and returns the run's summary and
+/// what arrived.
+pub async fn read_each_once(
+    id: &str,
+    source: KinesisSource,
+    expected: usize,
+) -> (RunSummary, Vec<Seen>) {
+    let collected = CollectSink::new();
+    let summary = read(id, &CheckpointStore::memory(), source, &collected, |n| {
+        n >= expected
+    })
+    .await;
+    let seen = collected.values();
+    assert_once_and_ordered(&seen, expected);
+    (summary, seen)
+}
+
+/// [`read`] (in-memory checkpoints), started in a task of its own so the test can act on the
+/// stream meanwhile; [`Reading::finish`] waits for it.
+pub fn start_reading(
+    id: &str,
+    source: KinesisSource,
+    collected: &CollectSink<Seen>,
+    enough: impl Fn(usize) -> bool + Send + 'static,
+) -> Reading {
+    let (id, collected) = (id.to_owned(), collected.clone());
+    Reading(tokio::spawn(async move {
+        read(&id, &CheckpointStore::memory(), source, &collected, enough).await
+    }))
+}
+
+/// A read started by [`start_reading`].
+pub struct Reading(tokio::task::JoinHandle<RunSummary>);
+
+impl Reading {
+    /// Waits for the read to collect enough and stop.
+    pub async fn finish(self) -> RunSummary {
+        tokio::time::timeout(TIMEOUT, self.0)
+            .await
+            .expect("reader finishes")
+            .expect("reader task")
+    }
+}
+
 pub fn source(aws: AwsOptions, stream: &str) -> KinesisSource {
     KinesisSource::builder(stream)
         .aws(aws)
