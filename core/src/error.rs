@@ -30,6 +30,25 @@ pub enum Error {
         #[source]
         error: BoxError,
     },
+    /// A sink could not commit the output of a completed checkpoint. The checkpoint stays the
+    /// restore point and keeps this sink's pending output, so nothing is lost; the pipeline
+    /// takes no later checkpoint until the commit succeeds.
+    #[error(
+        "sink `{node}` could not commit the output of checkpoint {checkpoint}: {error}. \
+         Checkpoint {checkpoint} is complete, so the other sinks may have committed their part; \
+         this sink's part is kept in the checkpoint and is not lost, and no later checkpoint is \
+         taken until it commits. Way out: fix the cause named above and start the pipeline \
+         again; the commit is retried from the checkpoint (commits are idempotent)"
+    )]
+    Commit {
+        /// The sink's node name.
+        node: String,
+        /// The completed checkpoint whose output could not be committed.
+        checkpoint: CheckpointId,
+        /// What the sink reported.
+        #[source]
+        error: BoxError,
+    },
     /// An operator failed.
     #[error("operator `{node}` failed: {error}")]
     Operator {
@@ -57,9 +76,61 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// The checkpoint store failed.
-    #[error("checkpoint store: {0}")]
-    Store(#[from] object_store::Error),
+    /// The checkpoint to restore is corrupt (its manifest unreadable or altered, a state file
+    /// missing or altered), and either the configuration refuses corrupt checkpoints
+    /// ([`CorruptCheckpoint::Refuse`](crate::checkpoint::CorruptCheckpoint::Refuse), the
+    /// default) or no intact older checkpoint is left to fall back to. Nothing was restored.
+    #[error(
+        "checkpoint {id} is corrupt: `{object}` {problem}. Nothing was restored. Ways out: put \
+         back an intact copy of `{object}` and start again; {}",
+        fallback_hint(*fallback)
+    )]
+    CorruptCheckpoint {
+        /// The corrupt checkpoint (the newest one, if several are).
+        id: CheckpointId,
+        /// The object found corrupt: the manifest or a state file, as a path of the store.
+        object: String,
+        /// What is wrong with it.
+        problem: String,
+        /// The newest intact checkpoint older than `id`, if any: what
+        /// [`CorruptCheckpoint::FallBack`](crate::checkpoint::CorruptCheckpoint::FallBack)
+        /// restores.
+        fallback: Option<CheckpointId>,
+    },
+    /// The checkpoint cannot be restored into this pipeline's keyed operators: it was written
+    /// before key groups existed, with another `max_parallelism`, or holds an operator's state
+    /// as one blob per instance at another parallelism. Nothing was restored.
+    #[error("checkpoint {id} cannot be restored into keyed operator `{operator}`: {problem}")]
+    Rescale {
+        /// The checkpoint.
+        id: CheckpointId,
+        /// The keyed operator whose state does not fit.
+        operator: String,
+        /// Why, and what to do.
+        problem: String,
+    },
+    /// A checkpoint object could not be read, written, listed or deleted.
+    #[error("checkpoint store: cannot {action} `{object}`: {error}")]
+    CheckpointObject {
+        /// What was being done: `read`, `write`, `list` or `delete`.
+        action: &'static str,
+        /// The object's path (for a local store, the file's path).
+        object: String,
+        /// The store's error.
+        #[source]
+        error: BoxError,
+    },
+    /// A local checkpoint directory cannot be used.
+    #[error("checkpoint directory `{}` cannot be used: {problem}", dir.display())]
+    CheckpointDir {
+        /// The directory as given.
+        dir: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// The underlying error.
+        #[source]
+        error: BoxError,
+    },
     /// State or positions could not be (de)serialized.
     #[error("state of `{node}` could not be (de)serialized: {error}")]
     State {
@@ -115,5 +186,19 @@ impl Error {
             node: node.to_string(),
             error,
         }
+    }
+}
+
+/// The second way out of a corrupt checkpoint, depending on whether an older one is intact.
+fn fallback_hint(fallback: Option<CheckpointId>) -> String {
+    match fallback {
+        Some(older) => format!(
+            "or opt into falling back with \
+             PipelineConfig::on_corrupt_checkpoint(CorruptCheckpoint::FallBack), which restores \
+             checkpoint {older} (the newest intact one), re-commits its pending output and \
+             replays input from its positions: output committed after checkpoint {older} may \
+             be written again (at-least-once for that stretch)"
+        ),
+        None => "no older intact checkpoint is left to fall back to".to_string(),
     }
 }

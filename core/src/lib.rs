@@ -12,12 +12,15 @@
 //! restarted pipeline restores the latest complete checkpoint, re-commits its sink handles and
 //! resumes its sources, so sinks with two-phase commit see every record exactly once.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod checkpoint;
+mod config;
 pub mod connectors;
 pub mod dead_letter;
 pub mod error;
-pub mod message;
+pub mod key_group;
+mod message;
 pub mod operator;
 pub mod pipeline;
 pub mod record;
@@ -28,14 +31,13 @@ pub mod time;
 pub mod watermark;
 pub mod window;
 
-pub use checkpoint::{CheckpointId, CheckpointStore, Manifest};
+pub use checkpoint::{CheckpointId, CheckpointStore, CorruptCheckpoint, Manifest};
 pub use dead_letter::{DeadLetter, ErrorPolicy};
 pub use error::{BoxError, Error, Result};
-pub use message::Message;
+pub use key_group::{KeyBytes, KeyGroupRange, KeyGroupSnapshot, KeyGroups};
 pub use operator::{Collector, Operator};
 pub use pipeline::{
-    partition_of, Either, FnOperator, KeyedStream, Pipeline, PipelineConfig, RunSummary,
-    ShutdownHandle, Stream,
+    Either, FnOperator, KeyedStream, Pipeline, PipelineConfig, RunSummary, ShutdownHandle, Stream,
 };
 pub use record::{
     Batch, Header, Headers, Offset, Origin, Record, SequenceNumber, SplitId, SplitRef,
@@ -43,7 +45,7 @@ pub use record::{
 pub use sink::{Sink, SinkContext};
 pub use source::{Source, SourceEvent};
 pub use time::EventTime;
-pub use watermark::{SplitWatermarks, WatermarkStrategy, WatermarkUpdate};
+pub use watermark::WatermarkStrategy;
 pub use window::{
     SessionWindows, SlidingWindows, TumblingWindows, Window, WindowAssigner, WindowConfigError,
 };

@@ -7,14 +7,14 @@ use crate::time::EventTime;
 /// One item on a channel between two tasks.
 ///
 /// Control messages travel in-band, so they keep their order relative to data: a barrier never
-/// overtakes the records before it (SEMANTICS.md C1) and a watermark follows the records it covers.
+/// overtakes the records before it and a watermark follows the records it covers.
 #[derive(Debug)]
 pub enum Message<T> {
     /// A batch of records.
     Data(Batch<T>),
-    /// No record with a timestamp `<=` this will follow on this channel (SEMANTICS.md T1).
+    /// No record with a timestamp `<=` this will follow on this channel.
     Watermark(EventTime),
-    /// The sender is idle: exclude it from the minimum watermark until it sends again (T3, T4).
+    /// The sender is idle: exclude it from the minimum watermark until it sends again.
     Idle,
     /// Checkpoint barrier: everything before it belongs to this checkpoint.
     Barrier(CheckpointId),

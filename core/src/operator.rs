@@ -2,6 +2,7 @@
 
 use crate::dead_letter::DeadLetter;
 use crate::error::BoxError;
+use crate::key_group::{KeyGroupSnapshot, KeyGroups};
 use crate::record::{Batch, Record};
 use crate::time::EventTime;
 
@@ -114,6 +115,74 @@ pub trait Operator: Send + 'static {
     /// Restores what [`snapshot`](Operator::snapshot) returned, before the first batch.
     fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
         let _ = state;
+        Ok(())
+    }
+
+    /// A keyed operator's state for a checkpoint, split by key group: `(group, state)` pairs,
+    /// each group in `groups.range()` at most once, ascending. A checkpoint of such state can be
+    /// restored at any parallelism (see docs/scaling.md).
+    ///
+    /// The default, `None`, falls back to [`snapshot`](Operator::snapshot): one blob per
+    /// instance, which restores only at the parallelism it was written with. Implement it
+    /// together with [`restore_key_groups`](Operator::restore_key_groups); split keyed state
+    /// with [`KeyGroups::split`], and put state that is not per key (a watermark floor) into
+    /// every group, since any one of them may be restored alone.
+    fn snapshot_key_groups(
+        &mut self,
+        groups: &KeyGroups,
+    ) -> Result<Option<KeyGroupSnapshot>, BoxError> {
+        let _ = groups;
+        Ok(None)
+    }
+
+    /// Restores the key groups this instance owns (`groups.range()`), written by
+    /// [`snapshot_key_groups`](Operator::snapshot_key_groups) of instances of any parallelism.
+    /// Called once, before the first batch, with every group of the range that had state;
+    /// groups without state are absent.
+    fn restore_key_groups(
+        &mut self,
+        groups: &KeyGroups,
+        states: &[(u16, bytes::Bytes)],
+    ) -> Result<(), BoxError> {
+        let _ = (groups, states);
+        Err("this operator wrote key-group state but does not implement restore_key_groups".into())
+    }
+}
+
+/// An operator from a closure over whole batches; the building block for stateless operators.
+pub struct FnOperator<I, O, F> {
+    f: F,
+    _types: std::marker::PhantomData<fn(I) -> O>,
+}
+
+impl<I, O, F> FnOperator<I, O, F>
+where
+    F: FnMut(Batch<I>, &mut Collector<O>) + Send + 'static,
+{
+    /// Wraps `f`.
+    pub fn new(f: F) -> Self {
+        FnOperator {
+            f,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<I, O, F> Operator for FnOperator<I, O, F>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    F: FnMut(Batch<I>, &mut Collector<O>) + Send + 'static,
+{
+    type In = I;
+    type Out = O;
+
+    fn process(
+        &mut self,
+        batch: Batch<I>,
+        out: &mut Collector<O>,
+    ) -> std::result::Result<(), crate::BoxError> {
+        (self.f)(batch, out);
         Ok(())
     }
 }

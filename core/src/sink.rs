@@ -1,6 +1,7 @@
 //! The `Sink` trait: where records leave a pipeline, with two-phase commit.
 
 use crate::checkpoint::CheckpointId;
+use crate::dead_letter::DeadLetter;
 use crate::error::BoxError;
 use crate::record::Batch;
 use async_trait::async_trait;
@@ -16,7 +17,9 @@ pub struct SinkContext {
     /// The sink's node name in the pipeline.
     pub node: String,
     /// The checkpoint the pipeline restored from, if any. Output of later, never-completed
-    /// checkpoints from a previous run may be discarded.
+    /// checkpoints from a previous run may be discarded. `None` only when nothing of this sink
+    /// was ever committed: a sink may name its output after it (the S3 sink does), so driving
+    /// a sink by hand after earlier commits needs [`restored_from`](Self::restored_from).
     pub restored_checkpoint: Option<CheckpointId>,
 }
 
@@ -38,7 +41,8 @@ impl SinkContext {
     }
 }
 
-/// A destination with two-phase commit (SEMANTICS.md C6).
+/// A destination with two-phase commit: output becomes visible only once the checkpoint that
+/// covers it is complete, exactly once.
 ///
 /// The runtime calls `write` for data, `pre_commit` when a checkpoint barrier has arrived from
 /// every input, and `commit` with the handle once that checkpoint's manifest is written. On
@@ -72,6 +76,18 @@ pub trait Sink: Send + 'static {
         checkpoint: CheckpointId,
         handle: Self::Handle,
     ) -> Result<(), BoxError>;
+
+    /// Records this sink refused since the last call, each with its reason: records the
+    /// destination would reject for what they hold (a timestamp or size outside the topic's
+    /// limits), found in `write` so that nothing `commit` cannot write ever enters an epoch.
+    ///
+    /// The runtime calls this after every `write` and `pre_commit` and applies the pipeline's
+    /// [`ErrorPolicy`](crate::ErrorPolicy) to them, as to records an operator rejects: the
+    /// dead-letter sink (in the same checkpoint), skip (counted), or fail the pipeline *before*
+    /// the checkpoint. A sink that refuses nothing keeps the default.
+    fn take_rejected(&mut self) -> Vec<DeadLetter> {
+        Vec::new()
+    }
 
     /// Discards the current, not pre-committed epoch (on failure or shutdown without commit).
     async fn abort(&mut self) -> Result<(), BoxError> {

@@ -3,6 +3,7 @@
 use crate::checkpoint::CheckpointId;
 use crate::error::BoxError;
 use crate::record::{Batch, SplitId};
+use crate::time::EventTime;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -25,6 +26,16 @@ pub enum SourceEvent<T> {
     /// A split is fully read (Kinesis SHARD_END, end of a file) or was revoked; it no longer
     /// takes part in the watermark.
     SplitRemoved(SplitId),
+    /// Event time of `split` reached `time` without a record: the split will bring no record
+    /// older than `time` (a source that knows its progress, such as a test driver or a broker
+    /// that carries time markers). The split's watermark moves as a record at `time` would
+    /// move it.
+    Progress {
+        /// The split whose event time advanced.
+        split: SplitId,
+        /// How far it advanced.
+        time: EventTime,
+    },
     /// Nothing arrived within the wait.
     Idle,
     /// The input is bounded and fully read.

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// A point in event time: milliseconds since the Unix epoch.
 ///
 /// `EventTime::MIN` is the initial watermark ("nothing is known yet") and `EventTime::MAX` the
-/// watermark that ends a bounded input, as in Flink (SEMANTICS.md T1).
+/// watermark that ends a bounded input, as in Flink.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EventTime(pub i64);

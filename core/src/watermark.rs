@@ -1,23 +1,42 @@
 //! Watermark strategies and the per-split watermark tracker every source task uses.
 
+use crate::dead_letter::DeadLetter;
 use crate::record::{Record, SplitId};
 use crate::time::{duration_millis, EventTime};
+use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 type TimestampFn<T> = Arc<dyn Fn(&Record<T>) -> EventTime + Send + Sync>;
+type PayloadFn<T> = Arc<dyn Fn(&T) -> Bytes + Send + Sync>;
+
+/// Refuses records stamped further ahead of the wall clock than a bound.
+struct FutureGuard<T> {
+    bound_ms: i64,
+    payload: PayloadFn<T>,
+}
+
+impl<T> Clone for FutureGuard<T> {
+    fn clone(&self) -> Self {
+        FutureGuard {
+            bound_ms: self.bound_ms,
+            payload: self.payload.clone(),
+        }
+    }
+}
 
 /// How a source's records get event times and how its watermark follows them.
 ///
 /// Watermarks are generated per split inside the source task and combined as the minimum over
-/// splits that are not idle (SEMANTICS.md T2–T4), so one slow partition holds event time back
+/// splits that are not idle, so one slow partition holds event time back
 /// and one silent partition does not, once it is idle.
 pub struct WatermarkStrategy<T> {
     delay: Option<Duration>,
     idle_timeout: Option<Duration>,
     timestamps: Option<TimestampFn<T>>,
+    future: Option<FutureGuard<T>>,
 }
 
 impl<T> Clone for WatermarkStrategy<T> {
@@ -26,6 +45,7 @@ impl<T> Clone for WatermarkStrategy<T> {
             delay: self.delay,
             idle_timeout: self.idle_timeout,
             timestamps: self.timestamps.clone(),
+            future: self.future.clone(),
         }
     }
 }
@@ -36,6 +56,10 @@ impl<T> fmt::Debug for WatermarkStrategy<T> {
             .field("delay", &self.delay)
             .field("idle_timeout", &self.idle_timeout)
             .field("timestamps", &self.timestamps.as_ref().map(|_| "fn"))
+            .field(
+                "reject_future_ms",
+                &self.future.as_ref().map(|g| g.bound_ms),
+            )
             .finish()
     }
 }
@@ -48,15 +72,17 @@ impl<T> WatermarkStrategy<T> {
             delay: None,
             idle_timeout: None,
             timestamps: None,
+            future: None,
         }
     }
 
-    /// Records arrive at most `delay` out of order: watermark = `max_ts − delay − 1` (T2).
+    /// Records arrive at most `delay` out of order: watermark = `max_ts − delay − 1`.
     pub fn bounded_out_of_orderness(delay: Duration) -> Self {
         WatermarkStrategy {
             delay: Some(delay),
             idle_timeout: None,
             timestamps: None,
+            future: None,
         }
     }
 
@@ -65,7 +91,7 @@ impl<T> WatermarkStrategy<T> {
         Self::bounded_out_of_orderness(Duration::ZERO)
     }
 
-    /// A split with no records for longer than `timeout` stops holding the watermark back (T4).
+    /// A split with no records for longer than `timeout` stops holding the watermark back.
     pub fn with_idleness(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self
@@ -80,6 +106,30 @@ impl<T> WatermarkStrategy<T> {
         self
     }
 
+    /// Refuses records whose event time is more than `bound` ahead of the wall clock: they go
+    /// to the error path (the dead-letter sink, by the pipeline's
+    /// [`ErrorPolicy`](crate::ErrorPolicy)) with their bytes and reason, and are counted in
+    /// `watershed_records_future_total`, instead of moving the watermark.
+    ///
+    /// Without it, one record from a producer whose clock is an hour fast moves its split's
+    /// watermark an hour ahead, and every valid record after it is late and dropped until
+    /// event time catches up. Choose `bound` above any skew the producers' clocks may have.
+    pub fn reject_future(mut self, bound: Duration) -> Self
+    where
+        T: AsRef<[u8]>,
+    {
+        self.future = Some(FutureGuard {
+            bound_ms: duration_millis(bound),
+            payload: Arc::new(|v: &T| Bytes::copy_from_slice(v.as_ref())),
+        });
+        self
+    }
+
+    /// True when this strategy may refuse records (so the source task needs an error path).
+    pub(crate) fn refuses(&self) -> bool {
+        self.future.is_some()
+    }
+
     pub(crate) fn assign_timestamps(&self, records: &mut [Record<T>]) {
         if let Some(f) = &self.timestamps {
             for r in records.iter_mut() {
@@ -88,15 +138,50 @@ impl<T> WatermarkStrategy<T> {
         }
     }
 
+    /// Removes the records [`reject_future`](Self::reject_future) refuses at wall-clock time
+    /// `now`, and returns them as dead letters.
+    pub(crate) fn refuse_future(
+        &self,
+        records: &mut Vec<Record<T>>,
+        now: EventTime,
+    ) -> Vec<DeadLetter> {
+        let Some(guard) = &self.future else {
+            return Vec::new();
+        };
+        let limit = now.millis().saturating_add(guard.bound_ms);
+        if records.iter().all(|r| r.timestamp.millis() <= limit) {
+            return Vec::new();
+        }
+        let mut refused = Vec::new();
+        records.retain(|r| {
+            if r.timestamp.millis() <= limit {
+                return true;
+            }
+            let ahead = Duration::from_millis((r.timestamp.millis() - now.millis()) as u64);
+            let reason = format!(
+                "event time {} is {} s ahead of processing time; records more than {} s ahead are refused (WatermarkStrategy::reject_future)",
+                r.timestamp.millis(),
+                ahead.as_secs(),
+                guard.bound_ms / 1000
+            );
+            refused.push(
+                DeadLetter::new(reason, (guard.payload)(&r.value))
+                    .at(r.origin.clone(), r.timestamp),
+            );
+            false
+        });
+        refused
+    }
+
     /// The per-split tracker this strategy describes.
-    pub fn tracker(&self) -> SplitWatermarks {
+    pub(crate) fn tracker(&self) -> SplitWatermarks {
         SplitWatermarks::new(self.delay, self.idle_timeout)
     }
 }
 
 /// A change of a source's output watermark status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WatermarkUpdate {
+pub(crate) enum WatermarkUpdate {
     /// The watermark advanced to this time.
     Advance(EventTime),
     /// Every split is idle.
@@ -110,10 +195,10 @@ struct SplitState {
 }
 
 /// Tracks the watermark of each split and combines them: the minimum over splits that are not
-/// idle; when every split is idle, the maximum (as Flink's valve does, T3). The output never
+/// idle; when every split is idle, the maximum (as Flink's valve does). The output never
 /// regresses and is reported only when it strictly increases.
 #[derive(Debug)]
-pub struct SplitWatermarks {
+pub(crate) struct SplitWatermarks {
     delay_ms: Option<i64>,
     idle_timeout: Option<Duration>,
     splits: HashMap<SplitId, SplitState>,
@@ -181,7 +266,7 @@ impl SplitWatermarks {
     }
 
     fn initial_max(delay: i64) -> i64 {
-        // So that the first watermark is exactly EventTime::MIN (T2).
+        // So that the first watermark is exactly EventTime::MIN.
         i64::MIN.saturating_add(delay).saturating_add(1)
     }
 
@@ -227,6 +312,7 @@ impl SplitWatermarks {
     }
 
     /// The current output watermark (what was last reported).
+    #[cfg(test)]
     pub fn current(&self) -> EventTime {
         self.emitted
     }
@@ -240,7 +326,7 @@ impl SplitWatermarks {
         }
         if self.splits.is_empty() {
             // No split at all (a consumer with no partition assigned): idle once the timeout
-            // has passed, so it does not hold a union back (T3).
+            // has passed, so it does not hold a union back.
             let idle_for = self.empty_since.map(|t| now.saturating_duration_since(t));
             let timed_out = matches!((idle_for, self.idle_timeout), (Some(d), Some(t)) if d > t);
             if timed_out && !self.idle {
@@ -260,7 +346,7 @@ impl SplitWatermarks {
             any_active = true;
             let wm = wm_of(s);
             // A split back from idleness behind the output does not count until it catches
-            // up, so it cannot stall the others (T3, Flink's StatusWatermarkValve).
+            // up, so it cannot stall the others (Flink's StatusWatermarkValve).
             if wm >= self.emitted {
                 aligned_min = Some(aligned_min.map_or(wm, |m| m.min(wm)));
             }
@@ -291,6 +377,7 @@ impl SplitWatermarks {
     }
 
     /// True when the last update reported every split idle.
+    #[cfg(test)]
     pub fn is_idle(&self) -> bool {
         self.idle
     }

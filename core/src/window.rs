@@ -1,6 +1,6 @@
 //! Windows: time intervals records are grouped into, and how records are assigned to them.
 //!
-//! The assignment formulas are SEMANTICS.md W1–W5 (Flink's): tumbling and sliding windows are
+//! The assignment formulas are Flink's: tumbling and sliding windows are
 //! aligned to `offset` with a floor modulo, so negative timestamps work; session windows give
 //! each element a proto-window `[ts, ts + gap)` that the window operator merges with every
 //! window it intersects, touching ones included (events at 0 and 10 with gap 10 form `[0, 20)`).
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
-/// A time window `[start, end)` (SEMANTICS.md W1).
+/// A time window `[start, end)`: `start` included, `end` excluded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Window {
     /// First instant in the window.
@@ -25,7 +25,7 @@ impl Window {
         Window { start, end }
     }
 
-    /// The global window of count windows: all of time, never late (W5).
+    /// The global window of count windows: all of time, never late.
     pub const GLOBAL: Window = Window {
         start: EventTime::MIN,
         end: EventTime::MAX,
@@ -90,7 +90,7 @@ fn positive_ms(what: &str, d: Duration) -> Result<i64, WindowConfigError> {
 }
 
 /// `ts − floor_mod(ts − offset, size)`: the start of the `size`-aligned slot holding `ts`.
-/// Computed in i128 so that no `(ts, offset)` pair overflows (W2, FLINK-26334); near
+/// Computed in i128 so that no `(ts, offset)` pair overflows (FLINK-26334); near
 /// `i64::MIN` the start may lie below the i64 range, and callers clamp it.
 #[inline]
 fn aligned_start(ts: i64, offset: i64, size: i64) -> i128 {
@@ -104,7 +104,7 @@ fn clamp(t: i128) -> EventTime {
     EventTime(t.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
 }
 
-/// Fixed-size, non-overlapping windows aligned to `offset` (W2).
+/// Fixed-size, non-overlapping windows aligned to `offset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TumblingWindows {
     size: i64,
@@ -155,7 +155,7 @@ impl WindowAssigner for TumblingWindows {
     }
 }
 
-/// Fixed-size windows starting every `slide`, aligned to `offset` (W3).
+/// Fixed-size windows starting every `slide`, aligned to `offset`.
 ///
 /// An element is in every window `[s, s + size)` with `s ≡ offset (mod slide)` and
 /// `s ≤ ts < s + size`: `ceil(size / slide)` or `floor(size / slide)` of them (size need not be
@@ -169,7 +169,7 @@ pub struct SlidingWindows {
     offset: i64,
 }
 
-/// Flink's bound on windows per element (W3): more would make every element cost millions of
+/// Flink's bound on windows per element: more would make every element cost millions of
 /// state updates, which is a configuration mistake, not a workload.
 const MAX_WINDOWS_PER_ELEMENT: i64 = 10_000_000;
 
@@ -239,7 +239,7 @@ impl WindowAssigner for SlidingWindows {
     }
 }
 
-/// Session windows: a key's elements closer than `gap` form one window (W4, Flink convention).
+/// Session windows: a key's elements closer than `gap` form one window (Flink convention).
 ///
 /// Each element gets the proto-window `[ts, ts + gap)`; intersecting windows (touching ones
 /// included) merge, so two elements share a session when `next − prev ≤ gap`. A late element

@@ -3,6 +3,7 @@
 use std::time::Duration;
 use watershed_core::connectors::{CollectSink, GeneratorSource};
 use watershed_core::*;
+use watershed_testkit::{FailAt, FailingSink, Fault};
 
 fn cfg(id: &str) -> PipelineConfig {
     PipelineConfig::new(id)
@@ -88,31 +89,6 @@ async fn a_tiny_generator_rate_waits_instead_of_panicking() {
     }
 }
 
-/// Commits fail, as if the process died after the manifest was written.
-struct FailingCommit(CollectSink<u64>, bool);
-
-#[async_trait]
-impl Sink for FailingCommit {
-    type Item = u64;
-    type Handle = <CollectSink<u64> as Sink>::Handle;
-    async fn write(&mut self, b: Batch<u64>) -> std::result::Result<(), BoxError> {
-        self.0.write(b).await
-    }
-    async fn pre_commit(&mut self, c: CheckpointId) -> std::result::Result<Self::Handle, BoxError> {
-        self.0.pre_commit(c).await
-    }
-    async fn commit(
-        &mut self,
-        c: CheckpointId,
-        h: Self::Handle,
-    ) -> std::result::Result<(), BoxError> {
-        if self.1 {
-            return Err("injected commit failure (crash after the manifest)".into());
-        }
-        self.0.commit(c, h).await
-    }
-}
-
 #[tokio::test]
 async fn restoring_a_checkpoint_with_pending_output_of_a_renamed_sink_is_refused() {
     let store = CheckpointStore::memory();
@@ -123,7 +99,11 @@ async fn restoring_a_checkpoint_with_pending_output_of_a_renamed_sink_is_refused
         .handle_signals(false);
     let p = Pipeline::new(c.clone());
     p.source("n", gen(50), WatermarkStrategy::none())
-        .sink("out", FailingCommit(out.clone(), true));
+        // The first commit fails, as if the process died after the manifest was written.
+        .sink(
+            "out",
+            FailingSink::new(out.clone(), Fault::error(FailAt::Commit(1))),
+        );
     assert!(finishes(p).await.is_err());
     assert!(store
         .latest("rename")
@@ -135,13 +115,13 @@ async fn restoring_a_checkpoint_with_pending_output_of_a_renamed_sink_is_refused
 
     let p = Pipeline::new(c.clone());
     p.source("n", gen(50), WatermarkStrategy::none())
-        .sink("out-v2", FailingCommit(out.clone(), false));
+        .sink("out-v2", out.clone());
     assert!(matches!(finishes(p).await, Err(Error::Config(_))));
 
     // Under its old name the sink commits the pending output on restore: nothing was lost.
     let p = Pipeline::new(c);
     p.source("n", gen(50), WatermarkStrategy::none())
-        .sink("out", FailingCommit(out.clone(), false));
+        .sink("out", out.clone());
     finishes(p).await.unwrap();
     assert_eq!(out.values().len(), 50);
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-use watershed_core::{EventTime, Record, Stream, TumblingWindows, Window};
+use watershed_core::{EventTime, Record, Stream, TumblingWindows, WatermarkStrategy, Window};
 use watershed_operators::{
     prelude::*, Aggregator, Count, MissingKey, ReferenceError, ReferenceTable,
 };
@@ -280,21 +280,42 @@ pub async fn page_categories(
         .await
 }
 
-/// Event time of a raw JSON click, read without decoding the whole event (sources assign event
-/// time before decoding). Unparseable input gets `EventTime::MIN`, so it never moves the
-/// watermark; it goes to the dead-letter path when decoded.
+/// Event time of a raw JSON click: the `ts` of the click as the analytics decode it, or
+/// `EventTime::MIN` when it does not decode — so an undecodable record never moves the
+/// watermark (it goes to the dead-letter path at `decode_json`).
+///
+/// Sources assign event time before the analytics decode, so this decodes too. A byte search
+/// for `"ts":` (what this did before) let a malformed record carrying a `ts` an hour ahead
+/// move event time an hour ahead, dropping the valid clicks after it as late, and gave valid
+/// JSON written `"ts" :` or `"\u0074s"` no event time at all.
 pub fn event_time_of(r: &Record<Bytes>) -> EventTime {
-    let b = &r.value[..];
-    let key = b"\"ts\":";
-    let Some(at) = b.windows(key.len()).position(|w| w == key) else {
-        return EventTime::MIN;
-    };
-    let digits = b[at + key.len()..]
-        .iter()
-        .skip_while(|c| c.is_ascii_whitespace())
-        .take_while(|c| c.is_ascii_digit() || **c == b'-');
-    let s: String = digits.map(|c| *c as char).collect();
-    s.parse().map(EventTime).unwrap_or(EventTime::MIN)
+    serde_json::from_slice::<ClickTime<'_>>(&r.value)
+        .map(|c| EventTime(c.ts))
+        .unwrap_or(EventTime::MIN)
+}
+
+/// How the examples take event time from raw clicks: each click's decoded `ts`
+/// ([`event_time_of`]), up to 5 s out of order; a click stamped more than an hour ahead of the
+/// wall clock (a producer with a wrong clock) goes to the dead letters instead of moving event
+/// time an hour ahead for every click after it.
+pub fn click_watermarks() -> WatermarkStrategy<Bytes> {
+    WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
+        .with_timestamps(event_time_of)
+        .reject_future(Duration::from_secs(3_600))
+}
+
+/// [`ClickEvent`]'s fields with the same types, borrowed where the JSON allows: a payload
+/// decodes into it exactly when it decodes into a `ClickEvent`, without allocating.
+#[derive(Deserialize)]
+#[allow(dead_code)] // every field is decoded so that validity matches ClickEvent's
+struct ClickTime<'a> {
+    user: u32,
+    #[serde(borrow)]
+    page: std::borrow::Cow<'a, str>,
+    ts: i64,
+    status: u16,
+    #[serde(borrow)]
+    agent: std::borrow::Cow<'a, str>,
 }
 
 /// Deterministic clickstream for the load generator and the end-to-end tests.
@@ -436,5 +457,41 @@ impl ClickSpec {
         acc.into_iter()
             .map(|(k, (v, u))| (k, (v, u.len() as u64)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time_of(json: &str) -> EventTime {
+        event_time_of(&Record::new(Bytes::from(json.to_string()), EventTime::MIN))
+    }
+
+    /// Rule: a payload gets an event time exactly when it decodes as a click, and then the
+    /// click's own `ts`, however the JSON is written.
+    #[test]
+    fn event_time_is_the_decoded_clicks_ts_and_only_for_decodable_clicks() {
+        let cases = [
+            r#"{"user":1,"page":"/a","ts":1000,"status":200,"agent":"x"}"#,
+            r#"{"user":1,"page":"/a","ts" : 1000,"status":200,"agent":"x"}"#,
+            r#"{"user":1,"page":"/a","\u0074s":1000,"status":200,"agent":"x"}"#,
+            r#"{"user":1,"page":"/\u00e9","ts":1000,"status":200,"agent":"x","extra":[1]}"#,
+            r#"{"user":1,"page":"/a","ts":-5,"status":200,"agent":"x"}"#,
+            // Undecodable, though each carries a "ts":
+            r#"{"user":1,"page":"/a","ts":4102444800000,"status":200,"agent":"x""#,
+            r#"{"user":"one","page":"/a","ts":4102444800000,"status":200,"agent":"x"}"#,
+            r#"{"page":"/a","ts":4102444800000,"status":200,"agent":"x"}"#,
+            r#"{"user":1,"page":"/a","ts":4102444800000,"status":70000,"agent":"x"}"#,
+            r#"not json "ts":4102444800000"#,
+        ];
+        for json in cases {
+            let decoded = serde_json::from_slice::<ClickEvent>(json.as_bytes()).ok();
+            let expected = decoded.map_or(EventTime::MIN, |c| EventTime(c.ts));
+            assert_eq!(time_of(json), expected, "{json}");
+        }
+        assert_eq!(time_of(cases[1]), EventTime(1000));
+        assert_eq!(time_of(cases[2]), EventTime(1000));
+        assert_eq!(time_of(cases[5]), EventTime::MIN);
     }
 }

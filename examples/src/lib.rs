@@ -2,7 +2,10 @@
 //! every example runs unchanged, whatever the source.
 
 pub mod analytics;
+pub mod cli;
 pub mod clickstream;
+pub mod lifecycle;
+#[cfg(feature = "brokers")]
 pub mod observe;
 
 /// The README's code sample, compiled and run as a doctest so it cannot rot.

@@ -58,28 +58,51 @@ pub fn print_progress(handle: PrometheusHandle, name: &'static str) {
     });
 }
 
-/// The S3 client of the examples: from the environment (`WATERSHED_S3_*`, `AWS_*`), or — when
-/// neither an endpoint nor credentials are set — the local S3 server of `scripts/brokers`
-/// (`http://127.0.0.1:9000`, bucket `watershed-test`, test credentials).
+/// The S3 client of the examples, configured like any AWS client: credentials from the AWS
+/// default chain (environment, profile, web identity, container or instance role), region from
+/// `AWS_REGION`, the bucket from `WATERSHED_S3_BUCKET` (or `AWS_BUCKET`), and an endpoint only
+/// when one is configured (`WATERSHED_S3_ENDPOINT`, `AWS_ENDPOINT`): nothing falls back to a
+/// local server, so a deployment that relies on an instance role writes to S3, not localhost.
+/// `scripts/run-example` and the tests configure the local server of `scripts/brokers`.
 pub fn s3_client() -> Result<object_store::aws::AmazonS3, Box<dyn std::error::Error>> {
-    let configured = [
-        "WATERSHED_S3_ENDPOINT",
-        "AWS_ENDPOINT",
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some());
-    if configured {
-        return Ok(watershed_sink_s3::amazon_s3_from_env()?);
+    let bucket_set = ["WATERSHED_S3_BUCKET", "AWS_BUCKET", "AWS_BUCKET_NAME"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if !bucket_set {
+        return Err(
+            "no S3 bucket configured: set WATERSHED_S3_BUCKET (and WATERSHED_S3_ENDPOINT \
+                    for a local S3 server such as the one scripts/brokers starts)"
+                .into(),
+        );
     }
-    Ok(object_store::aws::AmazonS3Builder::new()
-        .with_endpoint("http://127.0.0.1:9000")
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .with_bucket_name("watershed-test")
-        .with_region("us-east-1")
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .build()?)
+    Ok(watershed_sink_s3::amazon_s3_from_env()?)
+}
+
+/// Where an example keeps its checkpoints: a local directory, or `s3://bucket/prefix` — the
+/// choice for a deployment, where the machine and its disk may be replaced and only shared
+/// storage outlives a process. The S3 store uses the same credentials, region and endpoint as
+/// [`s3_client`]; the bucket comes from the URL.
+pub fn checkpoint_store(
+    spec: &str,
+) -> Result<watershed_core::CheckpointStore, Box<dyn std::error::Error>> {
+    let Some(rest) = spec.strip_prefix("s3://") else {
+        return Ok(watershed_core::CheckpointStore::local(spec)?);
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_matches('/');
+    if bucket.is_empty() || prefix.is_empty() {
+        return Err(format!(
+            "--checkpoints {spec}: write s3://BUCKET/PREFIX (a bucket and a prefix for the \
+             checkpoints), or a local directory"
+        )
+        .into());
+    }
+    let store = watershed_sink_s3::amazon_s3_builder_from_env()
+        .with_bucket_name(bucket)
+        .build()
+        .map_err(|e| format!("--checkpoints {spec}: {e}"))?;
+    Ok(watershed_core::CheckpointStore::new(
+        std::sync::Arc::new(store),
+        prefix,
+    ))
 }

@@ -3,30 +3,17 @@
 //! counts a reference computation over the input gives, and the per-category counts in S3 (the
 //! category from the reference table the example writes to S3) do too. Needs the local brokers.
 
-use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+mod common;
+
+use common::*;
+
 use rdkafka::message::Message;
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use watershed_examples::analytics::{CategoryStats, ClickSpec, PageStats};
 
 const EVENTS: u64 = 500_000;
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn brokers() -> String {
-    std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
 
 type Counts = BTreeMap<(String, i64), (u64, u64)>;
 
@@ -38,14 +25,7 @@ fn add(into: &mut Counts, s: PageStats, source: &str) {
 }
 
 fn kafka_output(topic: &str, expected: usize, child: &mut Child) -> Counts {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("verify"))
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = committed_consumer(topic);
     let mut out = Counts::new();
     let started = Instant::now();
     let mut quiet = Instant::now();
@@ -71,26 +51,6 @@ fn kafka_output(topic: &str, expected: usize, child: &mut Child) -> Counts {
     out
 }
 
-/// Every line of every gzip JSON-lines object under `prefix`.
-async fn s3_lines(prefix: &str) -> Vec<String> {
-    let store = watershed_sink_s3::amazon_s3_from_env().unwrap();
-    let objects: Vec<_> = store
-        .list(Some(&object_store::path::Path::from(prefix)))
-        .try_collect()
-        .await
-        .unwrap();
-    let mut lines = Vec::new();
-    for o in objects {
-        let bytes = store.get(&o.location).await.unwrap().bytes().await.unwrap();
-        let mut text = String::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..])
-            .read_to_string(&mut text)
-            .unwrap();
-        lines.extend(text.lines().map(str::to_owned));
-    }
-    lines
-}
-
 async fn s3_output(prefix: &str) -> Counts {
     let mut out = Counts::new();
     for line in s3_lines(prefix).await {
@@ -113,20 +73,6 @@ async fn s3_categories(prefix: &str) -> BTreeMap<(String, i64), u64> {
     out
 }
 
-fn spawn_hybrid(args: &[String], log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_hybrid"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn hybrid_killed_three_times_commits_exactly_the_reference_counts_to_kafka_and_s3() {
@@ -146,25 +92,7 @@ async fn hybrid_killed_three_times_commits_exactly_the_reference_counts_to_kafka
     let dir = tempfile::tempdir().unwrap();
     let id = unique("hybrid");
     let prefix = unique("e2e-hybrid");
-    let args: Vec<String> = [
-        "--input",
-        &input,
-        "--output",
-        &output,
-        "--group",
-        &id,
-        "--id",
-        &id,
-        "--s3-prefix",
-        &prefix,
-        "--checkpoints",
-        dir.path().to_str().unwrap(),
-        "--metrics",
-        "off",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = hybrid_args(&input, &output, &id, &prefix, dir.path());
     // Kill at moments that vary from run to run (derived from the clock), three times.
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -15,16 +15,9 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use watershed_examples::analytics::{CategoryStats, ClickSpec};
+use watershed_testkit::env::unique;
 
 const EVENTS: u64 = 20_000;
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
 
 type Counts = BTreeMap<(String, i64), (u64, u64)>;
 
@@ -219,6 +212,8 @@ async fn primary_killed_three_times_writes_exactly_the_reference_counts_to_s3() 
     for (payload, n) in &expected {
         assert_eq!(seen.get(payload), Some(n), "raw archive: {payload}");
     }
+    // One line per event: no blank line after each record (the sink ends lines itself).
+    assert_eq!(seen.get(""), None, "raw archive: blank lines");
 
     // kinesis-mock holds 50 shards in all: give these back.
     let endpoint =

@@ -112,7 +112,7 @@ impl Report {
         )
     }
 
-    /// The BENCHMARKS.md line.
+    /// The `BENCH` line the benchmark prints.
     pub fn bench_line(&self) -> String {
         format!(
             "BENCH name=nexmark_{} metric=events_per_cpu_s value={:.0}",

@@ -8,27 +8,19 @@
 
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
-use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::*;
 use watershed_operators::{prelude::*, IntervalJoin};
+use watershed_testkit::bench::{self, bench_line, cpu_of, mix, DiscardSink, Pairs};
 
 const KEYS: u64 = 1_000;
 const BATCH: usize = 1024;
 const LOWER: i64 = -5_000;
 const UPPER: i64 = 5_000;
 const DELAY: Duration = Duration::from_millis(100);
-
-#[inline]
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
 
 /// Left element `j` at 2j ms, right element `j` at 2j + 1 ms: one record per ms overall, each
 /// key about every 2 s per side, so a left matches about five rights.
@@ -51,28 +43,6 @@ fn key(v: &u64) -> u64 {
     v % KEYS
 }
 
-struct Discard {
-    results: Arc<AtomicU64>,
-}
-
-#[async_trait]
-impl Sink for Discard {
-    type Item = (u64, u64);
-    type Handle = ();
-    async fn write(&mut self, batch: Batch<(u64, u64)>) -> Result<(), BoxError> {
-        self.results
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        black_box(&batch);
-        Ok(())
-    }
-    async fn pre_commit(&mut self, _: CheckpointId) -> Result<(), BoxError> {
-        Ok(())
-    }
-    async fn commit(&mut self, _: CheckpointId, _: ()) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
-
 #[derive(Default)]
 struct Sides {
     left: BTreeMap<i64, Vec<u64>>,
@@ -90,10 +60,7 @@ fn baseline(rt: &tokio::runtime::Runtime, records: u64) -> (Duration, u64) {
         let (mut ls, mut rs) = (left(records), right(records));
         ls.open(None).await.unwrap();
         rs.open(None).await.unwrap();
-        let results = Arc::new(AtomicU64::new(0));
-        let mut sink = Discard {
-            results: results.clone(),
-        };
+        let mut sink = DiscardSink::new();
         let delay = DELAY.as_millis() as i64;
         let t = Instant::now();
         let mut keys: FxHashMap<u64, Sides> = FxHashMap::default();
@@ -180,13 +147,13 @@ fn baseline(rt: &tokio::runtime::Runtime, records: u64) -> (Duration, u64) {
                 }
             }
         }
-        (t.elapsed(), results.load(Ordering::Relaxed))
+        (t.elapsed(), sink.records())
     })
 }
 
 fn pipeline(rt: &tokio::runtime::Runtime, records: u64) -> (Duration, u64) {
     rt.block_on(async {
-        let results = Arc::new(AtomicU64::new(0));
+        let results = DiscardSink::new();
         let p = Pipeline::new(
             PipelineConfig::new("bench-join")
                 .checkpoint_store(CheckpointStore::memory())
@@ -201,16 +168,11 @@ fn pipeline(rt: &tokio::runtime::Runtime, records: u64) -> (Duration, u64) {
             .between(LOWER, UPPER)
             .named("join")
             .inner()
-            .sink(
-                "discard",
-                Discard {
-                    results: results.clone(),
-                },
-            );
+            .sink("discard", results.clone());
         let t = Instant::now();
         let s = p.run().await.expect("pipeline runs");
         assert_eq!(s.records_in, records / 2 * 2);
-        (t.elapsed(), results.load(Ordering::Relaxed))
+        (t.elapsed(), results.records())
     })
 }
 
@@ -257,7 +219,7 @@ fn pipeline_tracked(
     alignment: Option<Duration>,
 ) -> (Duration, u64, u64) {
     rt.block_on(async {
-        let results = Arc::new(AtomicU64::new(0));
+        let results = DiscardSink::new();
         let peak = Arc::new(AtomicU64::new(0));
         let mut config = PipelineConfig::new("bench-join-tracked")
             .checkpoint_store(CheckpointStore::memory())
@@ -286,43 +248,11 @@ fn pipeline_tracked(
                 peak: peak2.clone(),
             })
             .filter_map(|(l, r): (u64, Option<u64>)| r.map(|r| (l, r)))
-            .sink(
-                "discard",
-                Discard {
-                    results: results.clone(),
-                },
-            );
+            .sink("discard", results.clone());
         let t = Instant::now();
         p.run().await.expect("pipeline runs");
-        (
-            t.elapsed(),
-            results.load(Ordering::Relaxed),
-            peak.load(Ordering::Relaxed),
-        )
+        (t.elapsed(), results.records(), peak.load(Ordering::Relaxed))
     })
-}
-
-/// (user + system CPU seconds, peak RSS in MiB) of this process so far, from /proc.
-fn usage() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let hwm_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cpu, hwm_kb / 1024.0)
 }
 
 /// Set in a child process of this benchmark: run one tracked join (`RECORDS:DRIFT_MS`, drift
@@ -335,7 +265,7 @@ fn rss_child(rt: &tokio::runtime::Runtime, spec: &str) {
     let n: u64 = n.parse().expect("records");
     let alignment = drift.parse().ok().map(Duration::from_millis);
     let (t, results, state) = pipeline_tracked(rt, n, alignment);
-    let (_, peak) = usage();
+    let peak = bench::peak_rss_mb();
     println!("{} {results} {state} {peak}", t.as_secs_f64());
 }
 
@@ -357,26 +287,10 @@ fn measure_in_child(records: u64, alignment: Option<Duration>) -> (Duration, u64
     )
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let records: u64 = args
-        .first()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2_000_000);
-    let pairs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let records: u64 = bench::arg_or(0, 2_000_000);
+    let pairs: usize = bench::arg_or(1, 5);
+    let rt = bench::runtime();
     let name = "join_interval";
     if let Ok(spec) = std::env::var(RSS_CHILD) {
         return rss_child(&rt, &spec);
@@ -384,8 +298,7 @@ fn main() {
     baseline(&rt, records / 10);
     pipeline(&rt, records / 10);
 
-    let (mut ratios, mut base_rates, mut pipe_rates) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut pipe_cpu, mut pipe_wall) = (0.0, 0.0);
+    let mut runs = Pairs::new();
     println!("{name}: {records} records (two streams), {KEYS} keys, interval [-5 s, +5 s], parallelism 1");
     println!(
         "{:>4} {:>16} {:>16} {:>8} {:>12}",
@@ -393,36 +306,17 @@ fn main() {
     );
     for pair in 0..pairs {
         let (b, b_results) = baseline(&rt, records);
-        let (cpu0, _) = usage();
-        let (p, p_results) = pipeline(&rt, records);
-        let (cpu1, _) = usage();
+        let ((p, p_results), cpu) = cpu_of(|| pipeline(&rt, records));
         assert_eq!(b_results, p_results, "both sides emit the same pairs");
-        pipe_cpu += cpu1 - cpu0;
-        pipe_wall += p.as_secs_f64();
-        let (br, pr) = (
-            records as f64 / b.as_secs_f64(),
-            records as f64 / p.as_secs_f64(),
-        );
-        base_rates.push(br);
-        pipe_rates.push(pr);
-        ratios.push(pr / br);
+        let (br, pr) = runs.push_timed(records as f64, b, p, cpu);
         println!(
             "{pair:>4} {br:>16.0} {pr:>16.0} {:>8.3} {p_results:>12}",
             pr / br
         );
     }
-    let lo = ratios.iter().cloned().fold(f64::MAX, f64::min);
-    let hi = ratios.iter().cloned().fold(f64::MIN, f64::max);
-    let ratio = median(&mut ratios);
-    let spread = (hi - lo) / ratio;
-    println!(
-        "{name}: median ratio {ratio:.3} (spread {:.1}%), pipeline uses {:.2} cores",
-        spread * 100.0,
-        pipe_cpu / pipe_wall
-    );
-    if spread > 0.10 {
-        println!("note: spread above 10%: rerun on a quieter machine");
-    }
+    let ratio = runs.ratio();
+    println!("{name}: {}", runs.summary());
+    runs.note_spread();
 
     // Peak RSS and peak join state by input size: bounded state means 10 M records peak like
     // 1 M. Unaligned, the state holds the interval plus the watermark delay plus however far one
@@ -449,28 +343,18 @@ fn main() {
             rss[1].2 as f64 / rss[0].2 as f64
         );
         for (n, peak, state) in &rss {
-            let m = n / 1_000_000;
-            rss_lines.push(format!(
-                "BENCH name={name}{tag}_{m}m metric=peak_rss_mb value={peak:.1}"
-            ));
-            rss_lines.push(format!(
-                "BENCH name={name}{tag}_{m}m metric=peak_state_elements value={state}"
-            ));
+            let run = format!("{name}{tag}_{}m", n / 1_000_000);
+            rss_lines.push(bench_line(&run, "peak_rss_mb", *peak));
+            rss_lines.push(bench_line(&run, "peak_state_elements", *state as f64));
         }
     }
 
-    let per_cpu_s = records as f64 * pairs as f64 / pipe_cpu.max(1e-9);
+    let per_cpu_s = runs.per_cpu_second(records as f64 * pairs as f64);
     println!();
-    println!(
-        "BENCH name={name} metric=records_per_s value={:.0}",
-        median(&mut pipe_rates)
-    );
-    println!(
-        "BENCH name={name}_loop metric=records_per_s value={:.0}",
-        median(&mut base_rates)
-    );
-    println!("BENCH name={name} metric=events_per_cpu_s value={per_cpu_s:.0}");
-    println!("BENCH name={name} metric=ratio value={ratio:.3}");
+    bench::print_bench(name, "records_per_s", runs.candidate());
+    bench::print_bench(&format!("{name}_loop"), "records_per_s", runs.baseline());
+    bench::print_bench(name, "events_per_cpu_s", per_cpu_s);
+    bench::print_bench(name, "ratio", ratio);
     for line in rss_lines {
         println!("{line}");
     }

@@ -6,13 +6,11 @@
 
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
-use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::*;
 use watershed_operators::{prelude::*, Count, Mean, WindowResult};
+use watershed_testkit::bench::{self, bench_line, cpu_of, mix, DiscardSink, Pairs};
 
 const KEYS: u64 = 10_000;
 const BATCH: usize = 1024;
@@ -21,15 +19,6 @@ const BATCH: usize = 1024;
 /// open.
 const MS_PER_1000: u64 = 60;
 const DELAY: Duration = Duration::from_secs(1);
-
-/// SplitMix64: the record's payload is a pure function of its index.
-#[inline]
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
 
 fn make(_split: usize, i: u64) -> Record<u64> {
     Record::new(mix(i), EventTime((i * MS_PER_1000 / 1000) as i64))
@@ -49,39 +38,6 @@ fn metric(v: &u64) -> f64 {
 
 fn source(records: u64) -> GeneratorSource<u64> {
     GeneratorSource::new(1, records, make).batch_size(BATCH)
-}
-
-/// Discards results after touching them; counts them so both sides can be checked to agree.
-struct Discard<V> {
-    results: Arc<AtomicU64>,
-    _v: std::marker::PhantomData<fn(V)>,
-}
-
-impl<V> Discard<V> {
-    fn new(results: Arc<AtomicU64>) -> Self {
-        Discard {
-            results,
-            _v: std::marker::PhantomData,
-        }
-    }
-}
-
-#[async_trait]
-impl<V: Send + 'static> Sink for Discard<V> {
-    type Item = WindowResult<u64, V>;
-    type Handle = ();
-    async fn write(&mut self, batch: Batch<WindowResult<u64, V>>) -> Result<(), BoxError> {
-        self.results
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        black_box(&batch);
-        Ok(())
-    }
-    async fn pre_commit(&mut self, _: CheckpointId) -> Result<(), BoxError> {
-        Ok(())
-    }
-    async fn commit(&mut self, _: CheckpointId, _: ()) -> Result<(), BoxError> {
-        Ok(())
-    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -115,7 +71,8 @@ fn sliding() -> SlidingWindows {
 fn baseline(rt: &tokio::runtime::Runtime, case: Case, records: u64) -> (Duration, u64) {
     rt.block_on(async {
         let mut source = source(records);
-        let results = Arc::new(AtomicU64::new(0));
+        // The same sink as the pipeline's, counting results so both sides can be checked to agree.
+        let (mut counted, mut averaged) = (DiscardSink::new(), DiscardSink::new());
         source.open(None).await.unwrap();
         let delay = DELAY.as_millis() as i64;
         let t = Instant::now();
@@ -187,8 +144,7 @@ fn baseline(rt: &tokio::runtime::Runtime, case: Case, records: u64) -> (Duration
                         }
                     }
                     if !out.is_empty() {
-                        let mut sink = Discard::<u64>::new(results.clone());
-                        sink.write(out).await.unwrap();
+                        counted.write(out).await.unwrap();
                     }
                 }
                 Case::SlidingMean => {
@@ -212,19 +168,18 @@ fn baseline(rt: &tokio::runtime::Runtime, case: Case, records: u64) -> (Duration
                         }
                     }
                     if !out.is_empty() {
-                        let mut sink = Discard::<f64>::new(results.clone());
-                        sink.write(out).await.unwrap();
+                        averaged.write(out).await.unwrap();
                     }
                 }
             }
         }
-        (t.elapsed(), results.load(Ordering::Relaxed))
+        (t.elapsed(), counted.records() + averaged.records())
     })
 }
 
 fn pipeline(rt: &tokio::runtime::Runtime, case: Case, records: u64) -> (Duration, u64) {
     rt.block_on(async {
-        let results = Arc::new(AtomicU64::new(0));
+        let (counted, averaged) = (DiscardSink::new(), DiscardSink::new());
         let p = Pipeline::new(
             PipelineConfig::new("bench")
                 .checkpoint_store(CheckpointStore::memory())
@@ -242,51 +197,17 @@ fn pipeline(rt: &tokio::runtime::Runtime, case: Case, records: u64) -> (Duration
             Case::TumblingCount => keyed
                 .window(tumbling())
                 .aggregate_named("tumbling", Count)
-                .sink("discard", Discard::<u64>::new(results.clone())),
+                .sink("discard", counted.clone()),
             Case::SlidingMean => keyed
                 .window(sliding())
                 .aggregate_named("sliding", Mean(metric))
-                .sink("discard", Discard::<f64>::new(results.clone())),
+                .sink("discard", averaged.clone()),
         }
         let t = Instant::now();
         let s = p.run().await.expect("pipeline runs");
         assert_eq!(s.records_in, records);
-        (t.elapsed(), results.load(Ordering::Relaxed))
+        (t.elapsed(), counted.records() + averaged.records())
     })
-}
-
-/// (user + system CPU seconds, peak RSS in MiB) of this process so far, from /proc.
-fn usage() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // Fields after the command name start at index 2 (state); utime is 14th, stime 15th overall.
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let hwm_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cpu, hwm_kb / 1024.0)
-}
-
-/// Resets the peak-RSS mark (Linux: writing 5 to clear_refs), so each case's peak is its own.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn bench(rt: &tokio::runtime::Runtime, case: Case, records: u64, pairs: usize) -> Vec<String> {
@@ -294,10 +215,10 @@ fn bench(rt: &tokio::runtime::Runtime, case: Case, records: u64, pairs: usize) -
     // Warm-up, not measured.
     baseline(rt, case, records / 10);
     pipeline(rt, case, records / 10);
-    reset_peak_rss();
+    // Each case's peak RSS is its own.
+    bench::reset_peak_rss();
 
-    let (mut ratios, mut base_rates, mut pipe_rates) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut pipe_cpu, mut pipe_wall) = (0.0, 0.0);
+    let mut runs = Pairs::new();
     println!("{name}: {records} records, 10,000 keys, parallelism 1");
     println!(
         "{:>4} {:>16} {:>16} {:>8} {:>10}",
@@ -305,68 +226,32 @@ fn bench(rt: &tokio::runtime::Runtime, case: Case, records: u64, pairs: usize) -
     );
     for pair in 0..pairs {
         let (b, b_results) = baseline(rt, case, records);
-        let (cpu0, _) = usage();
-        let (p, p_results) = pipeline(rt, case, records);
-        let (cpu1, _) = usage();
+        let ((p, p_results), cpu) = cpu_of(|| pipeline(rt, case, records));
         assert_eq!(b_results, p_results, "both sides emit the same results");
-        pipe_cpu += cpu1 - cpu0;
-        pipe_wall += p.as_secs_f64();
-        let (br, pr) = (
-            records as f64 / b.as_secs_f64(),
-            records as f64 / p.as_secs_f64(),
-        );
-        base_rates.push(br);
-        pipe_rates.push(pr);
-        ratios.push(pr / br);
+        let (br, pr) = runs.push_timed(records as f64, b, p, cpu);
         println!(
             "{pair:>4} {br:>16.0} {pr:>16.0} {:>8.3} {p_results:>10}",
             pr / br
         );
     }
-    let lo = ratios.iter().cloned().fold(f64::MAX, f64::min);
-    let hi = ratios.iter().cloned().fold(f64::MIN, f64::max);
-    let ratio = median(&mut ratios);
-    let spread = (hi - lo) / ratio;
-    let (_, peak_rss) = usage();
-    println!(
-        "{name}: median ratio {ratio:.3} (spread {:.1}%), pipeline uses {:.2} cores, peak RSS {peak_rss:.1} MiB",
-        spread * 100.0,
-        pipe_cpu / pipe_wall
-    );
-    if spread > 0.10 {
-        println!("note: spread above 10%: rerun on a quieter machine");
-    }
-    let per_cpu_s = records as f64 * pairs as f64 / pipe_cpu.max(1e-9);
+    let ratio = runs.ratio();
+    let peak_rss = bench::peak_rss_mb();
+    println!("{name}: {}, peak RSS {peak_rss:.1} MiB", runs.summary());
+    runs.note_spread();
+    let per_cpu_s = runs.per_cpu_second(records as f64 * pairs as f64);
     vec![
-        format!(
-            "BENCH name={name} metric=records_per_s value={:.0}",
-            median(&mut pipe_rates)
-        ),
-        format!(
-            "BENCH name={name}_loop metric=records_per_s value={:.0}",
-            median(&mut base_rates)
-        ),
-        format!("BENCH name={name} metric=events_per_cpu_s value={per_cpu_s:.0}"),
-        format!("BENCH name={name} metric=ratio value={ratio:.3}"),
-        format!("BENCH name={name} metric=peak_rss_mb value={peak_rss:.1}"),
+        bench_line(name, "records_per_s", runs.candidate()),
+        bench_line(&format!("{name}_loop"), "records_per_s", runs.baseline()),
+        bench_line(name, "events_per_cpu_s", per_cpu_s),
+        bench_line(name, "ratio", ratio),
+        bench_line(name, "peak_rss_mb", peak_rss),
     ]
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let records: u64 = args
-        .first()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000_000);
-    let pairs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let records: u64 = bench::arg_or(0, 10_000_000);
+    let pairs: usize = bench::arg_or(1, 5);
+    let rt = bench::runtime();
     let mut lines = bench(&rt, Case::TumblingCount, records, pairs);
     println!();
     lines.extend(bench(&rt, Case::SlidingMean, records, pairs));

@@ -1,14 +1,17 @@
-//! Count windows: a global window per key with a purging count trigger (SEMANTICS.md W5).
+//! Count windows: a global window per key with a purging count trigger (it fires and clears every `n` elements).
 
 use crate::aggregate::Aggregator;
+use crate::key_groups::snapshot_groups;
 use crate::window::WindowResult;
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::hash::Hash;
 use std::sync::Arc;
 use watershed_core::{
-    BoxError, Collector, EventTime, KeyedStream, Operator, Record, Stream, Window,
+    BoxError, Collector, EventTime, KeyBytes, KeyGroupSnapshot, KeyGroups, KeyedStream, Operator,
+    Record, Stream, Window,
 };
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -22,7 +25,7 @@ pub struct CountWindowedStream<T: Send + 'static, K> {
 impl<T, K> CountWindowedStream<T, K>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + KeyBytes + Serialize + DeserializeOwned + Send + 'static,
 {
     pub(crate) fn new(keyed: KeyedStream<T, K>, n: u64) -> Self {
         assert!(n > 0, "count window size must be positive");
@@ -58,7 +61,7 @@ struct Pane<Acc> {
 }
 
 /// Keyed count-window aggregation: fires and purges a key's pane at its `n`-th element. Event
-/// time plays no part: the global window is never late and partial panes never fire (W5).
+/// time plays no part: the global window is never late and partial panes never fire.
 pub struct CountWindowAggregate<T, K, A: Aggregator<T>> {
     key: KeyFn<T, K>,
     n: u64,
@@ -86,7 +89,7 @@ impl<T, K: Hash + Eq, A: Aggregator<T>> CountWindowAggregate<T, K, A> {
 impl<T, K, A> Operator for CountWindowAggregate<T, K, A>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + KeyBytes + Serialize + DeserializeOwned + Send + 'static,
     A: Aggregator<T>,
 {
     type In = T;
@@ -137,6 +140,31 @@ where
     fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
         let panes: Vec<(K, Pane<A::Acc>)> = serde_json::from_slice(state)?;
         self.panes = panes.into_iter().collect();
+        Ok(())
+    }
+
+    /// Each key group as the blob [`snapshot`](Operator::snapshot) writes, restricted to the
+    /// group's keys.
+    fn snapshot_key_groups(
+        &mut self,
+        groups: &KeyGroups,
+    ) -> Result<Option<KeyGroupSnapshot>, BoxError> {
+        let split = snapshot_groups(groups, self.panes.iter(), |_, panes| {
+            Ok(serde_json::to_vec(&panes)?)
+        })?;
+        Ok(Some(split))
+    }
+
+    fn restore_key_groups(
+        &mut self,
+        _groups: &KeyGroups,
+        states: &[(u16, Bytes)],
+    ) -> Result<(), BoxError> {
+        self.panes.clear();
+        for (_, state) in states {
+            let panes: Vec<(K, Pane<A::Acc>)> = serde_json::from_slice(state)?;
+            self.panes.extend(panes);
+        }
         Ok(())
     }
 }

@@ -1,5 +1,7 @@
 //! Dedupe by key within an event-time time-to-live.
 
+use crate::key_groups::snapshot_groups;
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -8,7 +10,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 use watershed_core::time::duration_millis;
-use watershed_core::{BoxError, Collector, EventTime, Operator, Record};
+use watershed_core::{
+    BoxError, Collector, EventTime, KeyBytes, KeyGroupSnapshot, KeyGroups, Operator, Record,
+};
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
@@ -61,7 +65,7 @@ impl<T, K: Hash + Eq + Clone> Dedupe<T, K> {
 impl<T, K> Operator for Dedupe<T, K>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + KeyBytes + Serialize + DeserializeOwned + Send + 'static,
 {
     type In = T;
     type Out = T;
@@ -137,12 +141,52 @@ where
         self.watermark = watermark;
         self.seen.clear();
         self.expiry.clear();
+        self.remember(seen);
+        Ok(())
+    }
+
+    /// Each key group as the blob [`snapshot`](Operator::snapshot) writes, restricted to the
+    /// group's keys.
+    fn snapshot_key_groups(
+        &mut self,
+        groups: &KeyGroups,
+    ) -> Result<Option<KeyGroupSnapshot>, BoxError> {
+        let watermark = self.watermark;
+        let split = snapshot_groups(groups, self.seen.iter(), |_, seen| {
+            Ok(serde_json::to_vec(&(watermark, seen))?)
+        })?;
+        Ok(Some(split))
+    }
+
+    /// The groups' keys together; the watermark floor is the lowest of theirs (instances of
+    /// one operator acted on the same watermarks, so they agree).
+    fn restore_key_groups(
+        &mut self,
+        _groups: &KeyGroups,
+        states: &[(u16, Bytes)],
+    ) -> Result<(), BoxError> {
+        self.seen.clear();
+        self.expiry.clear();
+        let mut floor: Option<EventTime> = None;
+        for (_, state) in states {
+            let (watermark, seen): (EventTime, Vec<(K, EventTime)>) =
+                serde_json::from_slice(state)?;
+            floor = Some(floor.map_or(watermark, |f| f.min(watermark)));
+            self.remember(seen);
+        }
+        self.watermark = floor.unwrap_or(EventTime::MIN);
+        Ok(())
+    }
+}
+
+impl<T, K: Hash + Eq + Clone> Dedupe<T, K> {
+    /// Adds restored keys and their expiry timers.
+    fn remember(&mut self, seen: Vec<(K, EventTime)>) {
         for (key, t) in seen {
             let at = self.expires(t);
             self.expiry.entry(at).or_default().push(key.clone());
             self.seen.insert(key, t);
         }
-        Ok(())
     }
 }
 

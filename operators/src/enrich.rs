@@ -378,6 +378,16 @@ fn decode<Row: DeserializeOwned>(
                 each(serde_json::from_slice(line).map_err(|e| row_error(path, i as u64 + 1, e))?);
             }
         }
+        #[cfg(not(feature = "parquet"))]
+        TableFormat::Parquet => {
+            return Err(ReferenceError::Parquet {
+                path: path.to_string(),
+                message: "this build of watershed-operators has no Parquet support; enable its \
+                          `parquet` feature (on by default)"
+                    .into(),
+            });
+        }
+        #[cfg(feature = "parquet")]
         TableFormat::Parquet => {
             let parquet = |e: &dyn ToString| ReferenceError::Parquet {
                 path: path.to_string(),

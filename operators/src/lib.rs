@@ -23,6 +23,7 @@ mod count_window;
 mod dedupe;
 pub mod enrich;
 pub mod join;
+mod key_groups;
 mod stateless;
 mod window;
 

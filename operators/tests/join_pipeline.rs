@@ -6,46 +6,13 @@
 
 use proptest::prelude::*;
 use std::time::Duration;
-use watershed_core::connectors::{CollectSink, GeneratorPosition, GeneratorSource};
+use watershed_core::connectors::{CollectSink, GeneratorSource};
 use watershed_core::*;
 use watershed_operators::{prelude::*, IntervalJoin, WindowJoined};
+use watershed_testkit::{FailAt, FailingSource, Fault};
 
 /// (key, unique id)
 type Ev = (u8, u32);
-
-/// Fails after `crash_at` records, like a killed process; pauses between polls so checkpoints
-/// interleave with data.
-struct CrashingSource {
-    inner: GeneratorSource<Ev>,
-    crash_at: Option<u64>,
-    emitted: u64,
-}
-
-#[async_trait]
-impl Source for CrashingSource {
-    type Item = Ev;
-    type Position = GeneratorPosition;
-
-    async fn open(&mut self, restored: Option<GeneratorPosition>) -> Result<(), BoxError> {
-        self.inner.open(restored).await
-    }
-
-    async fn poll(&mut self, max_wait: Duration) -> Result<SourceEvent<Ev>, BoxError> {
-        if self.crash_at.is_some_and(|c| self.emitted >= c) {
-            return Err("injected crash".into());
-        }
-        tokio::time::sleep(Duration::from_micros(200)).await;
-        let e = self.inner.poll(max_wait).await?;
-        if let SourceEvent::Batch { records, .. } = &e {
-            self.emitted += records.len() as u64;
-        }
-        Ok(e)
-    }
-
-    fn position(&self) -> GeneratorPosition {
-        self.inner.position()
-    }
-}
 
 fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -76,13 +43,13 @@ fn all(seed: u64, side: u64) -> Vec<Record<Ev>> {
         .collect()
 }
 
-fn side(seed: u64, side: u64, crash_at: Option<u64>) -> CrashingSource {
-    CrashingSource {
-        inner: GeneratorSource::new(SPLITS, PER_SPLIT, move |s, i| event(seed, side, s, i))
-            .batch_size(8),
-        crash_at,
-        emitted: 0,
-    }
+/// One side's source: fails after `crash_at` records, like a killed process; pauses between
+/// polls so checkpoints interleave with data.
+fn side(seed: u64, side: u64, crash_at: Option<u64>) -> FailingSource<GeneratorSource<Ev>> {
+    let events =
+        GeneratorSource::new(SPLITS, PER_SPLIT, move |s, i| event(seed, side, s, i)).batch_size(8);
+    let fault = crash_at.map_or_else(Fault::never, |n| Fault::error(FailAt::AfterRecords(n)));
+    FailingSource::new(events, fault).pause_before_polls(Duration::from_micros(200))
 }
 
 const LOWER: i64 = -30;
@@ -369,7 +336,7 @@ async fn fast_slow_join(config: PipelineConfig, seed: u64) -> Vec<(Outer, i64)> 
     sorted_i(&out)
 }
 
-/// Rule: the join's watermark is the minimum of both inputs' (T3): a left input that runs far
+/// Rule: the join's watermark is the minimum of both inputs': a left input that runs far
 /// ahead (and finishes) does not make the slower right input's elements late, so every pair is
 /// still found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,10 +22,16 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use watershed_core::key_group::{instance_of_group, key_group_of, KeyBytes};
 use watershed_core::{
-    partition_of, Collector, Either, EventTime, Operator, Record, SessionWindows, SlidingWindows,
+    Collector, Either, EventTime, Operator, Record, SessionWindows, SlidingWindows,
     TumblingWindows, Window, WindowAssigner,
 };
+
+/// The instance of `n` a key is routed to, as the runtime's shuffle does (128 key groups).
+fn partition_of<K: KeyBytes>(key: &K, n: usize) -> usize {
+    instance_of_group(key_group_of(key, 128), 128, n)
+}
 use watershed_operators::{CoGrouped, IntervalJoin, JoinPanes, WindowAggregate, WindowResult};
 
 /// An element of either side: (key, unique id).

@@ -3,7 +3,6 @@
 //! table replaced while a pipeline runs.
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -328,23 +327,8 @@ async fn concurrent_swaps_never_mix_versions_within_a_batch() {
     writer.await.unwrap();
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
 fn local_s3() -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(env_or("WATERSHED_S3_ENDPOINT", "http://127.0.0.1:9000"))
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .with_bucket_name(env_or("WATERSHED_S3_BUCKET", "watershed-test"))
-            .with_region(env_or("AWS_REGION", "us-east-1"))
-            .with_access_key_id(env_or("AWS_ACCESS_KEY_ID", "test"))
-            .with_secret_access_key(env_or("AWS_SECRET_ACCESS_KEY", "test"))
-            .build()
-            .unwrap(),
-    )
+    Arc::new(watershed_testkit::clients::s3_store())
 }
 
 /// Rule: a reference table in S3 replaced while the pipeline runs is swapped atomically:

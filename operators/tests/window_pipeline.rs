@@ -5,43 +5,10 @@
 
 use proptest::prelude::*;
 use std::time::Duration;
-use watershed_core::connectors::{CollectSink, GeneratorPosition, GeneratorSource};
+use watershed_core::connectors::{CollectSink, GeneratorSource};
 use watershed_core::*;
 use watershed_operators::{prelude::*, Count, WindowResult};
-
-/// Fails after `crash_at` records, like a killed process; pauses between polls so checkpoints
-/// interleave with data.
-struct CrashingSource {
-    inner: GeneratorSource<u64>,
-    crash_at: Option<u64>,
-    emitted: u64,
-}
-
-#[async_trait]
-impl Source for CrashingSource {
-    type Item = u64;
-    type Position = GeneratorPosition;
-
-    async fn open(&mut self, restored: Option<GeneratorPosition>) -> Result<(), BoxError> {
-        self.inner.open(restored).await
-    }
-
-    async fn poll(&mut self, max_wait: Duration) -> Result<SourceEvent<u64>, BoxError> {
-        if self.crash_at.is_some_and(|c| self.emitted >= c) {
-            return Err("injected crash".into());
-        }
-        tokio::time::sleep(Duration::from_micros(200)).await;
-        let e = self.inner.poll(max_wait).await?;
-        if let SourceEvent::Batch { records, .. } = &e {
-            self.emitted += records.len() as u64;
-        }
-        Ok(e)
-    }
-
-    fn position(&self) -> GeneratorPosition {
-        self.inner.position()
-    }
-}
+use watershed_testkit::{FailAt, FailingSource, Fault};
 
 fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -80,11 +47,11 @@ async fn run(
             .parallelism(parallelism)
             .handle_signals(false),
     );
-    let source = CrashingSource {
-        inner: events(seed),
-        crash_at,
-        emitted: 0,
-    };
+    // Fails after `crash_at` records, like a killed process; pauses between polls so
+    // checkpoints interleave with data.
+    let fault = crash_at.map_or_else(Fault::never, |n| Fault::error(FailAt::AfterRecords(n)));
+    let source =
+        FailingSource::new(events(seed), fault).pause_before_polls(Duration::from_micros(200));
     let mut streams = p
         .source(
             "events",

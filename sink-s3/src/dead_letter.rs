@@ -1,6 +1,9 @@
 //! The error prefix: rejected records, with their reason, under their own prefix.
 
-use crate::sink::{S3Sink, S3SinkBuilder};
+use crate::builder::S3SinkBuilder;
+use crate::sink::S3Sink;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use object_store::multipart::MultipartStore;
 use object_store::ObjectStore;
 use serde::Serialize;
@@ -38,7 +41,7 @@ pub fn encode_dead_letter(r: &Record<DeadLetter>, out: &mut Vec<u8>) -> Result<(
         origin: d.origin.as_ref().map(ToString::to_string),
         timestamp: known(ts).then_some(ts),
         payload: std::str::from_utf8(&d.payload).ok(),
-        payload_base64: base64(&d.payload),
+        payload_base64: BASE64.encode(&d.payload),
     };
     serde_json::to_writer(out, &line)?;
     Ok(())
@@ -52,7 +55,7 @@ impl S3Sink<DeadLetter> {
         S3Sink::builder(store, prefix).encoder(encode_dead_letter)
     }
 
-    /// [`dead_letters`](Self::dead_letters) committing through multipart uploads (S3).
+    /// [`dead_letters`](Self::dead_letters) committing through multipart uploads.
     pub fn s3_dead_letters<S: ObjectStore + MultipartStore>(
         store: Arc<S>,
         prefix: &str,
@@ -61,33 +64,13 @@ impl S3Sink<DeadLetter> {
     }
 }
 
-/// Standard base64 with padding (RFC 4648), small enough not to need a dependency.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use watershed_core::EventTime;
 
+    /// Consumers decode `payload_base64` as standard base64 with padding: the engine must
+    /// stay that one (not URL-safe, not unpadded).
     #[test]
     fn base64_matches_rfc_4648_test_vectors() {
         for (input, expected) in [
@@ -99,7 +82,7 @@ mod tests {
             ("fooba", "Zm9vYmE="),
             ("foobar", "Zm9vYmFy"),
         ] {
-            assert_eq!(base64(input.as_bytes()), expected);
+            assert_eq!(BASE64.encode(input.as_bytes()), expected);
         }
     }
 
@@ -115,6 +98,6 @@ mod tests {
         assert_eq!(v["node"], "parse");
         assert_eq!(v["timestamp"], 5);
         assert!(v["payload"].is_null(), "invalid UTF-8 is not shown as text");
-        assert_eq!(v["payload_base64"], base64(b"{not json\xff"));
+        assert_eq!(v["payload_base64"], BASE64.encode(b"{not json\xff"));
     }
 }

@@ -1,6 +1,7 @@
 //! Object keys: Hive-style partition directories from a template, and deterministic names.
 
 use crate::error::S3SinkError;
+use chrono::{Datelike, NaiveDate};
 
 /// One piece of a parsed partition template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub(crate) struct PartitionTemplate {
 }
 
 const HOUR_MS: i64 = 3_600_000;
+/// Days from 0001-01-01 (chrono's day 1) to 1970-01-01.
+const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
 
 impl PartitionTemplate {
     pub(crate) fn parse(template: &str, fields: &[String]) -> Result<Self, S3SinkError> {
@@ -84,11 +87,13 @@ impl PartitionTemplate {
     }
 
     /// Renders the partition for a record at `ts_ms` whose field values are `fields`.
-    /// The sentinel times `i64::MIN`/`i64::MAX` (no event time) render as `unknown`.
+    /// The sentinel times `i64::MIN`/`i64::MAX` (no event time) render as `unknown`, and so do
+    /// times outside the calendar's range (beyond ±262,000 years: no real event time).
     pub(crate) fn render(&self, ts_ms: i64, fields: &[String]) -> String {
         use std::fmt::Write;
-        let known = ts_ms != i64::MIN && ts_ms != i64::MAX;
-        let (y, m, d) = civil_from_days(ts_ms.div_euclid(24 * HOUR_MS));
+        let date = civil_from_days(ts_ms.div_euclid(24 * HOUR_MS));
+        let known = ts_ms != i64::MIN && ts_ms != i64::MAX && date.is_some();
+        let (y, m, d) = date.unwrap_or_default();
         let h = ts_ms.div_euclid(HOUR_MS).rem_euclid(24);
         let mut out = String::with_capacity(32);
         for p in &self.pieces {
@@ -108,19 +113,12 @@ impl PartitionTemplate {
     }
 }
 
-/// Year, month, day of the proleptic Gregorian calendar for days since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`), so keys need no date-time dependency.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// Year, month, day of the proleptic Gregorian calendar for days since 1970-01-01; `None`
+/// outside the calendar's range.
+fn civil_from_days(days: i64) -> Option<(i32, u32, u32)> {
+    let days_from_ce = i32::try_from(days + UNIX_EPOCH_DAYS_FROM_CE).ok()?;
+    let date = NaiveDate::from_num_days_from_ce_opt(days_from_ce)?;
+    Some((date.year(), date.month(), date.day()))
 }
 
 /// The deterministic file name of the `seq`-th object the sink `node` of `pipeline` opened in
@@ -162,6 +160,8 @@ mod tests {
     fn records_without_event_time_land_in_an_unknown_partition() {
         let t = PartitionTemplate::parse("dt={date}/hour={hour}", &[]).unwrap();
         assert_eq!(t.render(i64::MIN, &[]), "dt=unknown/hour=unknown");
+        // 146 million years from now: outside the calendar, and no real event time either.
+        assert_eq!(t.render(i64::MAX / 2, &[]), "dt=unknown/hour=unknown");
     }
 
     #[test]
@@ -190,9 +190,9 @@ mod tests {
 
     #[test]
     fn civil_dates_match_known_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_000), (2022, 1, 8));
-        assert_eq!(civil_from_days(-719_468), (0, 3, 1));
+        assert_eq!(civil_from_days(0), Some((1970, 1, 1)));
+        assert_eq!(civil_from_days(19_000), Some((2022, 1, 8)));
+        assert_eq!(civil_from_days(-719_468), Some((0, 3, 1)));
     }
 
     #[test]

@@ -23,30 +23,31 @@
 //! ```
 #![deny(missing_docs)]
 
+mod buffer;
+mod builder;
+mod commit;
 mod dead_letter;
 mod error;
 mod format;
 mod key;
+mod partition;
 mod sink;
 #[cfg(test)]
 mod tests;
+mod upload;
 
+pub use builder::{PartitionField, PartitionTime, RecordEncoder, S3SinkBuilder};
+pub use commit::{PendingCommit, PendingObject, S3SinkHandle};
 pub use dead_letter::encode_dead_letter;
 pub use error::S3SinkError;
 pub use format::{Compression, CsvOptions, Format, ParquetCompression, ParquetOptions};
-pub use sink::{
-    PartitionField, PartitionTime, PendingCommit, PendingObject, RecordEncoder, S3Sink,
-    S3SinkBuilder, S3SinkHandle,
-};
+pub use sink::S3Sink;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 
-/// An S3 client configured from the environment: the standard `AWS_*` variables
-/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`, …), plus
-/// `WATERSHED_S3_ENDPOINT` and `WATERSHED_S3_BUCKET`, which take precedence (the local S3
-/// server of `scripts/brokers` uses them). A plain `http://` endpoint is allowed and addressed
-/// path-style, as local S3 servers need.
-pub fn amazon_s3_from_env() -> Result<AmazonS3, S3SinkError> {
+/// The builder behind [`amazon_s3_from_env`], for a client that changes a setting before it
+/// is built (another bucket, say) and keeps the rest: credentials, region and endpoint.
+pub fn amazon_s3_builder_from_env() -> AmazonS3Builder {
     let mut builder = AmazonS3Builder::from_env();
     if let Ok(endpoint) = std::env::var("WATERSHED_S3_ENDPOINT") {
         builder = builder
@@ -58,6 +59,15 @@ pub fn amazon_s3_from_env() -> Result<AmazonS3, S3SinkError> {
         builder = builder.with_bucket_name(bucket);
     }
     builder
+}
+
+/// An S3 client configured from the environment: the standard `AWS_*` variables
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`, …), plus
+/// `WATERSHED_S3_ENDPOINT` and `WATERSHED_S3_BUCKET`, which take precedence (the local S3
+/// server of `scripts/brokers` uses them). A plain `http://` endpoint is allowed and addressed
+/// path-style, as local S3 servers need.
+pub fn amazon_s3_from_env() -> Result<AmazonS3, S3SinkError> {
+    amazon_s3_builder_from_env()
         .build()
         .map_err(|e| S3SinkError::Config(format!("S3 client from the environment: {e}")))
 }

@@ -12,13 +12,13 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Deserialize;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::*;
 use watershed_operators::prelude::*;
 use watershed_source_kafka::{KafkaSink, KafkaSource};
+use watershed_testkit::bench::{self, cpu_of, print_bench, DiscardSink, Pairs};
+use watershed_testkit::env::{kafka_brokers, unique};
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
@@ -26,10 +26,6 @@ struct Event {
     user: u64,
     page: String,
     pad: String,
-}
-
-fn brokers() -> String {
-    std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
 /// A 100-byte JSON record, built in place: the load generator should cost little next to
@@ -55,47 +51,11 @@ fn keys() -> Vec<Bytes> {
     (0..1000).map(|k| Bytes::from(format!("k{k}"))).collect()
 }
 
-/// (user + system CPU seconds of this process, librdkafka's threads included).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / 100.0
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn group() -> String {
-    format!(
-        "bench-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ rand_seed()
-    )
-}
-
-fn rand_seed() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
 /// A raw consumer with the client settings `KafkaSource` uses that bear on throughput, so the
 /// comparison is of the loops, not of the configurations.
 fn raw_consumer(topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", kafka_brokers())
         .set("group.id", group())
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -149,22 +109,29 @@ fn raw_drain(topic: &str, n: u64) -> Duration {
     t.elapsed()
 }
 
-struct Discard(Arc<AtomicU64>);
+fn group() -> String {
+    unique("bench")
+}
 
-#[async_trait]
-impl Sink for Discard {
-    type Item = Event;
-    type Handle = ();
-    async fn write(&mut self, batch: Batch<Event>) -> Result<(), BoxError> {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        black_box(batch);
-        Ok(())
-    }
-    async fn pre_commit(&mut self, _: CheckpointId) -> Result<(), BoxError> {
-        Ok(())
-    }
-    async fn commit(&mut self, _: CheckpointId, _: ()) -> Result<(), BoxError> {
-        Ok(())
+/// The pipeline's and the raw loops' figures of one comparison, printed as a summary line and
+/// `BENCH` lines (`events_per_cpu_s` only where `cpu` is a figure).
+fn report(name: &str, runs: &Pairs, cpu: f64, n: u64, pairs: usize) {
+    println!(
+        "{name}: raw {:.0} rec/s, pipeline {:.0} rec/s, median ratio {:.3} (spread {:.1}%)",
+        runs.baseline(),
+        runs.candidate(),
+        runs.ratio(),
+        runs.spread() * 100.0
+    );
+    print_bench(&format!("{name}_raw"), "records_per_s", runs.baseline());
+    print_bench(name, "records_per_s", runs.candidate());
+    print_bench(name, "ratio", runs.ratio());
+    if cpu.is_finite() {
+        print_bench(
+            name,
+            "events_per_cpu_s",
+            n as f64 * pairs as f64 / cpu.max(1e-9),
+        );
     }
 }
 
@@ -175,19 +142,19 @@ fn pipeline_consume(rt: &tokio::runtime::Runtime, topic: &str, n: u64, headers: 
                 .checkpoint_store(CheckpointStore::memory())
                 .handle_signals(false),
         );
-        let count = Arc::new(AtomicU64::new(0));
-        let mut source = KafkaSource::builder(brokers(), group()).topic(topic);
+        let discard = DiscardSink::<Event>::new();
+        let mut source = KafkaSource::builder(kafka_brokers(), group()).topic(topic);
         if !headers {
             source = source.without_headers();
         }
         let source = source.build().unwrap();
         p.source("kafka", source, WatermarkStrategy::none())
             .decode_json::<Event>()
-            .sink("discard", Discard(count.clone()));
+            .sink("discard", discard.clone());
         let stop = p.shutdown_handle();
         let t = Instant::now();
         let run = tokio::spawn(p.run());
-        while count.load(Ordering::Relaxed) < n {
+        while discard.records() < n {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         let took = t.elapsed();
@@ -202,7 +169,7 @@ fn pipeline_consume(rt: &tokio::runtime::Runtime, topic: &str, n: u64, headers: 
 /// steps of up to 100 ms with a `ThreadedProducer` (see `KafkaSink`'s flush).
 fn raw_produce(topic: &str, n: u64, direct_flush: bool) -> Duration {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", kafka_brokers())
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
@@ -247,7 +214,7 @@ fn pipeline_produce(
                 .checkpoint_interval(Duration::from_secs(if transactional { 1 } else { 10 }))
                 .handle_signals(false),
         );
-        let mut sink = KafkaSink::builder(brokers(), topic);
+        let mut sink = KafkaSink::builder(kafka_brokers(), topic);
         if transactional {
             sink = sink.exactly_once(group());
         }
@@ -265,42 +232,6 @@ fn pipeline_produce(
     })
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-fn report(name: &str, base: &mut [f64], pipe: &mut [f64], cpu: f64, n: u64, pairs: usize) {
-    let ratios: Vec<f64> = base.iter().zip(pipe.iter()).map(|(b, p)| p / b).collect();
-    let (lo, hi) = (
-        ratios.iter().cloned().fold(f64::MAX, f64::min),
-        ratios.iter().cloned().fold(f64::MIN, f64::max),
-    );
-    let mut r = ratios.clone();
-    let ratio = median(&mut r);
-    println!(
-        "{name}: raw {:.0} rec/s, pipeline {:.0} rec/s, median ratio {ratio:.3} (spread {:.1}%)",
-        median(base),
-        median(pipe),
-        (hi - lo) / ratio * 100.0
-    );
-    println!(
-        "BENCH name={name}_raw metric=records_per_s value={:.0}",
-        median(base)
-    );
-    println!(
-        "BENCH name={name} metric=records_per_s value={:.0}",
-        median(pipe)
-    );
-    println!("BENCH name={name} metric=ratio value={ratio:.3}");
-    if cpu.is_finite() {
-        println!(
-            "BENCH name={name} metric=events_per_cpu_s value={:.0}",
-            n as f64 * pairs as f64 / cpu.max(1e-9)
-        );
-    }
-}
-
 /// Deletes the benchmark's topics when dropped.
 struct DeleteTopics(Vec<String>);
 
@@ -314,7 +245,7 @@ impl Drop for DeleteTopics {
         };
         rt.block_on(async {
             let Ok(admin) = ClientConfig::new()
-                .set("bootstrap.servers", brokers())
+                .set("bootstrap.servers", kafka_brokers())
                 .create::<AdminClient<DefaultClientContext>>()
             else {
                 return;
@@ -330,25 +261,15 @@ impl Drop for DeleteTopics {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let n: u64 = args
-        .first()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    let pairs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
-    let only = args.get(2).map(String::as_str);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let topic = format!("ws-bench-{}", rand_seed());
+    let n: u64 = bench::arg_or(0, 1_000_000);
+    let pairs: usize = bench::arg_or(1, 5);
+    let only = bench::args().get(2).cloned();
+    let only = only.as_deref();
+    let rt = bench::runtime();
+    let topic = unique("ws-bench");
     rt.block_on(async {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", kafka_brokers())
             .create()
             .unwrap();
         for r in admin
@@ -382,60 +303,39 @@ fn main() {
     if only != Some("source") {
         produce_pairs(&rt, &topic, n, pairs);
     }
-    println!(
-        "BENCH name=kafka metric=peak_rss_mb value={:.1}",
-        peak_rss_mb()
-    );
+    print_bench("kafka", "peak_rss_mb", bench::peak_rss_mb());
 }
 
 /// Each round runs the two raw loops and the pipeline with and without headers, one after the
 /// other on the same topic; ratios are taken within a round (the machine's load drifts).
 fn consume_pairs(rt: &tokio::runtime::Runtime, topic: &str, n: u64, pairs: usize) {
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let (mut base, mut drain, mut pipe, mut bare) = (vec![], vec![], vec![], vec![]);
+    let (mut source, mut vs_drain, mut without_headers) =
+        (Pairs::new(), Pairs::new(), Pairs::new());
     let (mut cpu_raw, mut cpu_pipe) = (0.0, 0.0);
     for pair in 0..pairs {
-        let c0 = cpu_seconds();
-        let b = raw_consume(topic, n);
-        let d = raw_drain(topic, n);
-        let c1 = cpu_seconds();
-        let p = pipeline_consume(rt, topic, n, true);
-        let c2 = cpu_seconds();
+        let ((b, d), raw_cpu) = cpu_of(|| (raw_consume(topic, n), raw_drain(topic, n)));
+        let (p, pipe_cpu) = cpu_of(|| pipeline_consume(rt, topic, n, true));
         let h = pipeline_consume(rt, topic, n, false);
-        cpu_raw += c1 - c0;
-        cpu_pipe += c2 - c1;
+        cpu_raw += raw_cpu;
+        cpu_pipe += pipe_cpu;
         println!(
             "source round {pair}: raw poll loop {b:.2?}, raw drain loop {d:.2?}, pipeline {p:.2?}, pipeline without headers {h:.2?}"
         );
-        base.push(rate(b));
-        drain.push(rate(d));
-        pipe.push(rate(p));
-        bare.push(rate(h));
+        source.push(rate(b), rate(p));
+        vs_drain.push(rate(d), rate(p));
+        without_headers.push(rate(b), rate(h));
     }
-    println!(
-        "BENCH name=kafka_source_raw metric=events_per_cpu_s value={:.0}",
-        2.0 * n as f64 * pairs as f64 / cpu_raw.max(1e-9)
+    print_bench(
+        "kafka_source_raw",
+        "events_per_cpu_s",
+        2.0 * n as f64 * pairs as f64 / cpu_raw.max(1e-9),
     );
-    report(
-        "kafka_source",
-        &mut base.clone(),
-        &mut pipe.clone(),
-        cpu_pipe,
-        n,
-        pairs,
-    );
-    report(
-        "kafka_source_vs_drain",
-        &mut drain.clone(),
-        &mut pipe,
-        cpu_pipe,
-        n,
-        pairs,
-    );
+    report("kafka_source", &source, cpu_pipe, n, pairs);
+    report("kafka_source_vs_drain", &vs_drain, cpu_pipe, n, pairs);
     report(
         "kafka_source_without_headers",
-        &mut base,
-        &mut bare,
+        &without_headers,
         f64::NAN,
         n,
         pairs,
@@ -445,7 +345,7 @@ fn consume_pairs(rt: &tokio::runtime::Runtime, topic: &str, n: u64, pairs: usize
 fn produce_pairs(rt: &tokio::runtime::Runtime, topic: &str, n: u64, pairs: usize) {
     let out = format!("{topic}-out");
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let (mut base, mut direct, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sink, mut vs_direct_flush) = (Pairs::new(), Pairs::new());
     let (mut cpu_raw, mut cpu_pipe) = (0.0, 0.0);
     for pair in 0..pairs {
         // The three runs take turns going first: the broker is still writing out the previous
@@ -453,13 +353,12 @@ fn produce_pairs(rt: &tokio::runtime::Runtime, topic: &str, n: u64, pairs: usize
         let mut took = [Duration::ZERO; 3];
         for k in 0..3 {
             let which = (pair + k) % 3;
-            let c = cpu_seconds();
-            took[which] = match which {
+            let (t, used) = cpu_of(|| match which {
                 0 => raw_produce(&out, n, false),
                 1 => raw_produce(&out, n, true),
                 _ => pipeline_produce(rt, &out, n, false),
-            };
-            let used = cpu_seconds() - c;
+            });
+            took[which] = t;
             if which == 2 {
                 cpu_pipe += used;
             } else if which == 1 {
@@ -470,34 +369,27 @@ fn produce_pairs(rt: &tokio::runtime::Runtime, topic: &str, n: u64, pairs: usize
         println!(
             "sink round {pair}: raw {b:.2?}, raw with librdkafka's flush {d:.2?}, pipeline {p:.2?}"
         );
-        base.push(rate(b));
-        direct.push(rate(d));
-        pipe.push(rate(p));
+        sink.push(rate(b), rate(p));
+        vs_direct_flush.push(rate(d), rate(p));
     }
-    println!(
-        "BENCH name=kafka_sink_raw metric=events_per_cpu_s value={:.0}",
-        n as f64 * pairs as f64 / cpu_raw.max(1e-9)
+    print_bench(
+        "kafka_sink_raw",
+        "events_per_cpu_s",
+        n as f64 * pairs as f64 / cpu_raw.max(1e-9),
     );
-    report(
-        "kafka_sink",
-        &mut base,
-        &mut pipe.clone(),
-        cpu_pipe,
-        n,
-        pairs,
-    );
+    report("kafka_sink", &sink, cpu_pipe, n, pairs);
     report(
         "kafka_sink_vs_direct_flush",
-        &mut direct,
-        &mut pipe,
+        &vs_direct_flush,
         f64::NAN,
         n,
         pairs,
     );
 
     let t = pipeline_produce(rt, &format!("{topic}-txn"), n, true);
-    println!(
-        "BENCH name=kafka_sink_transactional metric=records_per_s value={:.0}",
-        n as f64 / t.as_secs_f64()
+    print_bench(
+        "kafka_sink_transactional",
+        "records_per_s",
+        n as f64 / t.as_secs_f64(),
     );
 }

@@ -10,7 +10,7 @@
 //! membership alive and serves rebalances. The source resumes the partitions when it polls
 //! again. This is the pause/resume back-pressure Kafka's clients recommend over not polling.
 
-use crate::source::SourceContext;
+use crate::rebalance::SourceContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::OwnedMessage;

@@ -17,6 +17,12 @@
 //!   `queued.max.messages.kbytes`, so a back-pressured pipeline stops fetching. A pipeline
 //!   stalled for a quarter of `max.poll.interval.ms` has its partitions paused while a thread
 //!   of the source keeps the consumer in its group.
+//! - Topics are checked: a missing or deleted input topic, a resumed position outside the
+//!   partition's log and an unreachable cluster are errors naming what is wrong
+//!   ([`MissingTopics`], [`OutOfRange`]). The sink checks each record against the output
+//!   topic's limits in `write` and hands what Kafka would refuse to the pipeline's error
+//!   policy, so a transaction is never refused at `commit` for what a record holds
+//!   ([`OutputTimestamp`] chooses the timestamp written). See docs/kafka.md.
 //!
 //! ```no_run
 //! use watershed_source_kafka::{KafkaSource, StartPosition};
@@ -28,12 +34,24 @@
 //! ```
 #![deny(missing_docs)]
 
+mod connect;
+mod epoch;
 mod error;
 mod fetch;
 mod keepalive;
+mod limits;
+mod out_of_range;
+mod produce;
+mod rebalance;
 mod sink;
 mod source;
+mod starts;
+mod topic_check;
 
+pub use epoch::{KafkaEpoch, PendingRecord};
 pub use error::KafkaError;
-pub use sink::{KafkaEpoch, KafkaSink, KafkaSinkBuilder, PendingRecord};
+pub use limits::OutputTimestamp;
+pub use out_of_range::OutOfRange;
+pub use sink::{KafkaSink, KafkaSinkBuilder};
 pub use source::{KafkaPosition, KafkaSource, KafkaSourceBuilder, StartPosition};
+pub use topic_check::MissingTopics;

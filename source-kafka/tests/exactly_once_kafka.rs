@@ -8,7 +8,6 @@ mod common;
 use common::*;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::collections::HashMap;
@@ -73,14 +72,7 @@ fn spawn_child(spec: &str) -> Child {
 /// Counts of each value in `topic` as a `read_committed` consumer sees them, after reading
 /// until `expected` values arrived and then 2 s more (to catch late duplicates).
 fn committed_values(topic: &str, expected: usize, deadline: Duration) -> HashMap<String, u32> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("verify"))
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = committed_consumer(topic);
     let mut counts: HashMap<String, u32> = HashMap::new();
     let mut total = 0;
     let started = Instant::now();
@@ -105,7 +97,7 @@ fn committed_values(topic: &str, expected: usize, deadline: Duration) -> HashMap
     counts
 }
 
-/// Rule (C6, C7): with the transactional sink, killing the pipeline with SIGKILL at arbitrary
+/// Rule: with the transactional sink, killing the pipeline with SIGKILL at arbitrary
 /// moments and restarting it leaves every input record exactly once in the output as a
 /// `read_committed` consumer sees it.
 #[tokio::test(flavor = "multi_thread")]

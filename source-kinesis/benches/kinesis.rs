@@ -5,8 +5,6 @@
 //! `cargo bench -p watershed-source-kinesis --bench kinesis [-- RECORDS_PER_SHARD PAIRS]`
 
 use aws_config::retry::RetryConfig;
-use aws_config::BehaviorVersion;
-use aws_sdk_kinesis::config::{Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{
     ConsumerStatus, PutRecordsRequestEntry, ShardIteratorType, StreamStatus,
@@ -18,10 +16,15 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::*;
 use watershed_source_kinesis::{AwsOptions, KinesisSink, KinesisSource, StartPosition};
+use watershed_testkit::bench::{
+    cpu_seconds, median, peak_rss_mb, print_bench, spread, DiscardSink,
+};
+use watershed_testkit::clients::kinesis_config;
+use watershed_testkit::env::unique;
 
 const SHARDS: i32 = 2;
 /// Both sides: at most one GetRecords per 200 ms per shard (the Kinesis limit) and 10,000
@@ -37,14 +40,6 @@ struct Event {
     pad: String,
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn endpoint() -> String {
-    env_or("WATERSHED_KINESIS_ENDPOINT", "http://127.0.0.1:4568")
-}
-
 /// Both sides use the same client (one connection pool, built once), so the comparison is
 /// about reading and writing, not about building HTTP clients.
 fn aws(client: &Client) -> AwsOptions {
@@ -52,16 +47,7 @@ fn aws(client: &Client) -> AwsOptions {
 }
 
 async fn client() -> Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new(env_or("AWS_REGION", "us-east-1")))
-        .credentials_provider(Credentials::new(
-            env_or("AWS_ACCESS_KEY_ID", "test"),
-            env_or("AWS_SECRET_ACCESS_KEY", "test"),
-            None,
-            None,
-            "bench",
-        ))
+    let config = kinesis_config()
         // As the crate's own clients: retries are the caller's (here: none are needed), and a
         // client configured so is used by the source and sink as it is.
         .retry_config(RetryConfig::disabled())
@@ -115,40 +101,6 @@ fn payload(i: u64) -> String {
     );
     let pad = 100 - head.len() - 2;
     format!("{head}{}\"}}", "x".repeat(pad))
-}
-
-/// CPU seconds of this process so far, at nanosecond resolution: the sum of every live
-/// thread's run time from `/proc/self/task/*/schedstat` (`/proc/self/stat` counts 10 ms ticks,
-/// too coarse for the few-thousand-record runs kinesis-mock allows). The runtime's threads live
-/// for the whole run, so no thread's time is lost.
-fn cpu_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    tasks
-        .filter_map(|t| t.ok())
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .sum::<f64>()
-        / 1e9
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 async fn create_stream(client: &Client, prefix: &str) -> String {
@@ -321,24 +273,6 @@ async fn raw_read(client: &Client, stream: &str, total: u64) -> Measured {
     (wall, cpu - c0, first.get().map_or(0.0, |f| f - c0))
 }
 
-struct Discard;
-
-#[async_trait]
-impl Sink for Discard {
-    type Item = Event;
-    type Handle = ();
-    async fn write(&mut self, batch: Batch<Event>) -> Result<(), BoxError> {
-        black_box(&batch);
-        Ok(())
-    }
-    async fn pre_commit(&mut self, _: CheckpointId) -> Result<(), BoxError> {
-        Ok(())
-    }
-    async fn commit(&mut self, _: CheckpointId, _: ()) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
-
 /// KinesisSource → decode → discard; timed (wall and CPU) until every record was decoded, so
 /// the final checkpoint of the graceful stop is not counted. With `consumer`, the source reads
 /// with enhanced fan-out as that (registered) consumer.
@@ -384,7 +318,7 @@ async fn pipeline_read(
                 }
             }),
         )
-        .sink("discard", Discard);
+        .sink("discard", DiscardSink::new());
     let (c0, t0) = (cpu_seconds(), Instant::now());
     let run = tokio::spawn(p.run());
     done.notified().await;
@@ -400,17 +334,6 @@ async fn pipeline_read(
 /// ListShards waited ~120 ms behind them), which penalised whichever side ran second.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(600)).await;
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn spread(v: &[f64]) -> f64 {
-    let max = v.iter().cloned().fold(f64::MIN, f64::max);
-    let min = v.iter().cloned().fold(f64::MAX, f64::min);
-    (max - min) / median(v.to_vec())
 }
 
 fn main() {
@@ -509,27 +432,27 @@ fn main() {
              median CPU to the first batch raw {:.1} ms, source {:.1} ms; \
              EFO vs polling CPU ratio {:.3} (spread {:.0}%); \
              sink: median ratio {:.3} (spread {:.0}%); peak RSS {:.1} MiB",
-            median(read_ratios.clone()),
+            median(&read_ratios),
             spread(&read_ratios) * 100.0,
-            median(read_cpu_ratios.clone()),
+            median(&read_cpu_ratios),
             spread(&read_cpu_ratios) * 100.0,
-            median(raw_first),
-            median(pipe_first),
-            median(efo_cpu_ratios.clone()),
+            median(&raw_first),
+            median(&pipe_first),
+            median(&efo_cpu_ratios),
             spread(&efo_cpu_ratios) * 100.0,
-            median(sink_ratios.clone()),
+            median(&sink_ratios),
             spread(&sink_ratios) * 100.0,
             peak_rss_mb()
         );
-        println!("BENCH name=kinesis_raw_get_records metric=records_per_s value={:.0}", median(raw_rates));
-        println!("BENCH name=kinesis_source metric=records_per_s value={:.0}", median(pipe_rates));
-        println!("BENCH name=kinesis_source metric=ratio value={:.3}", median(read_ratios));
-        println!("BENCH name=kinesis_source_cpu metric=ratio value={:.3}", median(read_cpu_ratios));
-        println!("BENCH name=kinesis_source_efo metric=records_per_s value={:.0}", median(efo_rates.clone()));
-        println!("BENCH name=kinesis_source_efo_vs_polling_cpu metric=ratio value={:.3}", median(efo_cpu_ratios.clone()));
-        println!("BENCH name=kinesis_raw_put_records metric=records_per_s value={:.0}", median(raw_put_rates));
-        println!("BENCH name=kinesis_sink metric=records_per_s value={:.0}", median(sink_rates));
-        println!("BENCH name=kinesis_sink metric=ratio value={:.3}", median(sink_ratios));
-        println!("BENCH name=kinesis metric=peak_rss_mb value={:.1}", peak_rss_mb());
+        print_bench("kinesis_raw_get_records", "records_per_s", median(&raw_rates));
+        print_bench("kinesis_source", "records_per_s", median(&pipe_rates));
+        print_bench("kinesis_source", "ratio", median(&read_ratios));
+        print_bench("kinesis_source_cpu", "ratio", median(&read_cpu_ratios));
+        print_bench("kinesis_source_efo", "records_per_s", median(&efo_rates));
+        print_bench("kinesis_source_efo_vs_polling_cpu", "ratio", median(&efo_cpu_ratios));
+        print_bench("kinesis_raw_put_records", "records_per_s", median(&raw_put_rates));
+        print_bench("kinesis_sink", "records_per_s", median(&sink_rates));
+        print_bench("kinesis_sink", "ratio", median(&sink_ratios));
+        print_bench("kinesis", "peak_rss_mb", peak_rss_mb());
     });
 }

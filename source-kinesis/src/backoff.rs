@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+/// Default of [`Backoff::unreachable_after`]: well inside the 10 s in which a wrong endpoint
+/// must be reported, yet longer than the SDK's 3.1 s connect timeout, so an endpoint that
+/// drops packets gets a second try.
+const DEFAULT_UNREACHABLE_AFTER: Duration = Duration::from_secs(5);
+
 /// Retry timing: exponential backoff with full jitter, capped.
 ///
 /// Full jitter (a uniform wait between half the exponential step and the step) spreads the
@@ -18,6 +23,12 @@ pub struct Backoff {
     /// (default 10). Throttling of reads is retried without limit, as the KCL does: it is
     /// back-pressure, not failure.
     pub max_attempts: u32,
+    /// How long calls keep being retried while Kinesis cannot be reached at all (connection
+    /// refused, unknown host, connect timeout) before they fail with
+    /// [`KinesisError::Unreachable`](crate::KinesisError::Unreachable), naming the endpoint
+    /// (default 5 s). A wrong endpoint then fails the pipeline within seconds, while a
+    /// pipeline with a restart policy rides out longer outages by restarting.
+    pub unreachable_after: Duration,
 }
 
 impl Default for Backoff {
@@ -26,6 +37,7 @@ impl Default for Backoff {
             base: Duration::from_millis(100),
             max: Duration::from_secs(5),
             max_attempts: 10,
+            unreachable_after: DEFAULT_UNREACHABLE_AFTER,
         }
     }
 }
@@ -37,7 +49,14 @@ impl Backoff {
             base,
             max: max.max(base),
             max_attempts: max_attempts.max(1),
+            unreachable_after: DEFAULT_UNREACHABLE_AFTER,
         }
+    }
+
+    /// How long to retry while Kinesis cannot be reached (see the field of this name).
+    pub fn unreachable_after(mut self, window: Duration) -> Self {
+        self.unreachable_after = window;
+        self
     }
 
     /// The wait before retry number `attempt` (0-based).

@@ -113,7 +113,8 @@ impl AwsOptions {
         self
     }
 
-    pub(crate) async fn build_client(&self) -> Result<Client, KinesisError> {
+    /// The client, and the endpoint it calls (named in errors).
+    pub(crate) async fn build_client(&self) -> Result<(Client, String), KinesisError> {
         if let Some(client) = &self.client {
             // Rebuilding a client from its configuration costs more CPU than reading thousands
             // of records: use the given one when there is nothing to change.
@@ -125,10 +126,17 @@ impl AwsOptions {
                     .config()
                     .retry_config()
                     .is_some_and(|r| r.max_attempts() <= 1);
-            if unchanged {
-                return Ok(client.clone());
-            }
-            return self.finish(client.config().to_builder());
+            let client = if unchanged {
+                client.clone()
+            } else {
+                self.finish(client.config().to_builder())?
+            };
+            // The SDK does not say which endpoint a given client calls.
+            let endpoint = self
+                .endpoint_url
+                .clone()
+                .unwrap_or_else(|| format!("the given client's endpoint ({})", regional(&client)));
+            return Ok((client, endpoint));
         }
         let sdk = match (
             &self.sdk_config,
@@ -144,7 +152,13 @@ impl AwsOptions {
                 .build(),
             (None, ..) => aws_config::defaults(BehaviorVersion::latest()).load().await,
         };
-        self.finish(aws_sdk_kinesis::config::Builder::from(&sdk))
+        let client = self.finish(aws_sdk_kinesis::config::Builder::from(&sdk))?;
+        let endpoint = match (&self.endpoint_url, sdk.endpoint_url()) {
+            (Some(url), _) => url.clone(),
+            (None, Some(url)) => url.to_owned(),
+            (None, None) => regional(&client),
+        };
+        Ok((client, endpoint))
     }
 
     fn finish(&self, builder: aws_sdk_kinesis::config::Builder) -> Result<Client, KinesisError> {
@@ -166,5 +180,13 @@ impl AwsOptions {
             ));
         }
         Ok(Client::from_conf(config))
+    }
+}
+
+/// The public endpoint of the client's region (what the SDK calls when no endpoint is set).
+fn regional(client: &Client) -> String {
+    match client.config().region() {
+        Some(region) => format!("https://kinesis.{region}.amazonaws.com"),
+        None => "the regional Kinesis endpoint".to_owned(),
     }
 }

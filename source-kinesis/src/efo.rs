@@ -3,7 +3,8 @@
 use crate::backoff::Backoff;
 use crate::config::{with_stream, StreamRef};
 use crate::error::{classify, detail, Failure, KinesisError};
-use crate::source::{ShardReader, StartAt};
+use crate::reader::{ShardReader, StartAt, Stop};
+use crate::retry::{Call, Retry, Verdict};
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::types::{
     ConsumerStatus, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
@@ -11,7 +12,6 @@ use aws_sdk_kinesis::types::{
 use aws_sdk_kinesis::Client;
 use aws_smithy_types::DateTime;
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -21,112 +21,65 @@ const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(120);
 /// Least time between two SHARD_END checks of a closed shard (see `confirm_end`).
 const END_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A control-plane call, retried on throttling without limit and on transient failures up to
-/// `backoff.max_attempts` times.
-async fn retried<T, E, R, F, Fut>(backoff: &Backoff, mut call: F) -> Result<T, SdkError<E, R>>
-where
-    E: ProvideErrorMetadata,
-    R: fmt::Debug,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, SdkError<E, R>>>,
-{
-    let mut attempt = 0u32;
-    loop {
-        match call().await {
-            Ok(out) => return Ok(out),
-            Err(e) => {
-                let retry = match classify(&e) {
-                    Failure::Throttled => true,
-                    Failure::Transient => attempt < backoff.max_attempts,
-                    _ => false,
-                };
-                if !retry {
-                    return Err(e);
-                }
-                tokio::time::sleep(backoff.delay(attempt)).await;
-                attempt += 1;
-            }
-        }
-    }
-}
-
-fn stream_error<E, R>(
-    operation: &'static str,
-    stream: &StreamRef,
-    e: &SdkError<E, R>,
-) -> KinesisError
-where
-    E: std::error::Error + 'static,
-    R: fmt::Debug,
-{
-    KinesisError::Stream {
-        operation,
-        stream: stream.as_str().to_owned(),
-        detail: detail(e),
-    }
-}
-
 /// The consumer ARN of `name` on `stream`, registering the consumer when it does not exist and
 /// waiting until it is ACTIVE. An existing consumer of that name is reused (a restart, or
 /// several sources sharing one consumer name — which Kinesis then lets only one of subscribe).
 pub(crate) async fn register_consumer(
     client: &Client,
     stream: &StreamRef,
+    endpoint: &str,
     name: &str,
     backoff: &Backoff,
 ) -> Result<String, KinesisError> {
-    let stream_arn = match stream {
-        StreamRef::Arn(arn) => arn.clone(),
-        StreamRef::Name(_) => {
-            let out = retried(backoff, || {
-                with_stream!(client.describe_stream_summary(), stream).send()
-            })
-            .await
-            .map_err(|e| stream_error("DescribeStreamSummary", stream, &e))?;
-            out.stream_description_summary()
-                .map(|s| s.stream_arn().to_owned())
-                .ok_or_else(|| KinesisError::Stream {
-                    operation: "DescribeStreamSummary",
-                    stream: stream.as_str().to_owned(),
-                    detail: "the response has no stream description".into(),
-                })?
-        }
+    let call = |operation| Call {
+        operation,
+        stream,
+        endpoint,
+        backoff,
+        stats: None,
     };
-    let registered = retried(backoff, || {
-        client
-            .register_stream_consumer()
-            .stream_arn(&stream_arn)
-            .consumer_name(name)
-            .send()
-    })
-    .await;
+    let stream_arn = stream_arn(client, &call("DescribeStreamSummary")).await?;
+    let register = call("RegisterStreamConsumer");
+    let registered = register
+        .run(|| {
+            client
+                .register_stream_consumer()
+                .stream_arn(&stream_arn)
+                .consumer_name(name)
+                .send()
+        })
+        .await;
     let mut consumer_arn = match registered {
         Ok(out) => out.consumer().map(|c| c.consumer_arn().to_owned()),
         // The consumer exists already (a restart): reuse it.
         Err(e)
-            if e.as_service_error()
+            if e.sdk()
+                .as_service_error()
                 .is_some_and(|s| s.is_resource_in_use_exception()) =>
         {
             None
         }
-        Err(e) => return Err(stream_error("RegisterStreamConsumer", stream, &e)),
+        Err(e) => return Err(crate::presence::not_found_or(&register, &e)),
     };
     let deadline = Instant::now() + REGISTRATION_TIMEOUT;
     loop {
-        let out = retried(backoff, || {
-            let request = client.describe_stream_consumer();
-            match &consumer_arn {
-                Some(arn) => request.consumer_arn(arn),
-                None => request.stream_arn(&stream_arn).consumer_name(name),
-            }
-            .send()
-        })
-        .await
-        .map_err(|e| stream_error("DescribeStreamConsumer", stream, &e))?;
+        let describe = call("DescribeStreamConsumer");
+        let out = describe
+            .run(|| {
+                let request = client.describe_stream_consumer();
+                match &consumer_arn {
+                    Some(arn) => request.consumer_arn(arn),
+                    None => request.stream_arn(&stream_arn).consumer_name(name),
+                }
+                .send()
+            })
+            .await
+            .map_err(|e| describe.error(&e))?;
         let Some(description) = out.consumer_description() else {
             return Err(KinesisError::Stream {
                 operation: "DescribeStreamConsumer",
                 stream: stream.as_str().to_owned(),
+                endpoint: endpoint.to_owned(),
                 detail: format!("no description of consumer `{name}`"),
             });
         };
@@ -153,24 +106,44 @@ pub(crate) async fn register_consumer(
     }
 }
 
+/// The stream's ARN: RegisterStreamConsumer takes no name.
+async fn stream_arn(client: &Client, describe: &Call<'_>) -> Result<String, KinesisError> {
+    let stream = describe.stream;
+    if let StreamRef::Arn(arn) = stream {
+        return Ok(arn.clone());
+    }
+    let out = describe
+        .run(|| with_stream!(client.describe_stream_summary(), stream).send())
+        .await
+        .map_err(|e| crate::presence::not_found_or(describe, &e))?;
+    out.stream_description_summary()
+        .map(|s| s.stream_arn().to_owned())
+        .ok_or_else(|| KinesisError::Stream {
+            operation: "DescribeStreamSummary",
+            stream: stream.as_str().to_owned(),
+            endpoint: describe.endpoint.to_owned(),
+            detail: "the response has no stream description".into(),
+        })
+}
+
 /// How a failed subscription is handled: `classify`, plus the SubscribeToShard cases it does
 /// not know. ResourceInUse means the previous subscription of this consumer to the shard is
 /// still held (Kinesis refuses a new one for about 5 s, kinesis-mock until it notices the
 /// closed connection): retried like a transient failure. Errors inside the event stream may
 /// carry no error code, so they are recognised by variant.
-fn subscription_failure<E, R>(e: &SdkError<E, R>, in_use: bool, internal: bool) -> Failure
+fn subscription_failure<E, R>(e: &SdkError<E, R>, in_use_or_internal: bool) -> Failure
 where
     E: ProvideErrorMetadata,
     R: fmt::Debug,
 {
     match classify(e) {
-        Failure::Fatal if in_use || internal => Failure::Transient,
+        Failure::Fatal if in_use_or_internal => Failure::Transient,
         other => other,
     }
 }
 
 impl ShardReader {
-    fn starting_position(&self, at: StartAt) -> Result<StartingPosition, String> {
+    fn starting_position(&self, at: &StartAt) -> Result<StartingPosition, String> {
         let builder = StartingPosition::builder();
         match at {
             StartAt::After(seq) => builder
@@ -179,48 +152,46 @@ impl ShardReader {
             StartAt::Latest => builder.r#type(ShardIteratorType::Latest),
             StartAt::Timestamp(ms) => builder
                 .r#type(ShardIteratorType::AtTimestamp)
-                .timestamp(DateTime::from_millis(ms)),
+                .timestamp(DateTime::from_millis(*ms)),
             StartAt::TrimHorizon => builder.r#type(ShardIteratorType::TrimHorizon),
         }
         .build()
         .map_err(|e| e.to_string())
     }
 
-    /// Waits before the next attempt, or gives up with the shard's error.
-    async fn back_off(
+    /// Waits before the next attempt, or stops the reader.
+    async fn back_off<E, R>(
         &self,
-        failure: Failure,
-        attempt: &mut u32,
+        retry: &mut Retry,
+        start: &StartAt,
         last: &Option<String>,
-        detail: String,
-    ) -> Result<(), KinesisError> {
-        let retry = match failure {
-            Failure::Throttled => true,
-            Failure::Transient => *attempt < self.options.backoff.max_attempts,
-            _ => false,
-        };
-        if !retry {
-            return Err(self.error("SubscribeToShard", last, detail));
+        e: &SdkError<E, R>,
+        in_use_or_internal: bool,
+    ) -> Result<(), Stop>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        let failure = subscription_failure(e, in_use_or_internal);
+        match retry.after(failure) {
+            Verdict::Retry(delay) => {
+                self.count(failure, "SubscribeToShard");
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+            verdict => Err(self.stop("SubscribeToShard", Some(start), last, verdict, e)),
         }
-        let stream = self.stream.as_str();
-        if failure == Failure::Throttled {
-            self.stats.add_throttled(1, stream, "SubscribeToShard");
-        }
-        self.stats.add_retry(stream, "SubscribeToShard");
-        tokio::time::sleep(self.options.backoff.delay(*attempt)).await;
-        *attempt += 1;
-        Ok(())
     }
 
     /// The enhanced fan-out loop: subscribe, hand every event's records on (waiting while
     /// `read_ahead` batches are queued, which stops reading the HTTP stream and lets flow
     /// control push back on the server: nothing is buffered without bound), and subscribe
     /// again after the last record when a subscription ends (after 5 minutes) or fails.
-    pub(crate) async fn subscribe(self) -> Result<(), KinesisError> {
+    pub(crate) async fn subscribe(self) -> Result<(), Stop> {
         let Some(consumer) = self.consumer.clone() else {
-            return Err(KinesisError::Config(
-                "enhanced fan-out reader without a consumer".into(),
-            ));
+            return Err(
+                KinesisError::Config("enhanced fan-out reader without a consumer".into()).into(),
+            );
         };
         let stream = self.stream.as_str().to_owned();
         let behind = metrics::gauge!("watershed_kinesis_millis_behind_latest", "stream" => stream.clone(), "shard" => self.shard.clone());
@@ -230,11 +201,12 @@ impl ShardReader {
             _ => None,
         };
         let mut first = true;
-        let mut attempt = 0u32;
+        let mut retry = Retry::new(&self.options.backoff);
         let mut next_end_check = Instant::now();
         loop {
+            let start = self.start_after(&last, first);
             let position = self
-                .starting_position(self.start_after(&last, first))
+                .starting_position(&start)
                 .map_err(|e| self.error("SubscribeToShard", &last, e))?;
             first = false;
             self.stats.add_subscription();
@@ -249,14 +221,10 @@ impl ShardReader {
             let mut output = match sent {
                 Ok(output) => output,
                 Err(e) => {
-                    let (in_use, internal) = e.as_service_error().map_or((false, false), |s| {
-                        (
-                            s.is_resource_in_use_exception(),
-                            s.is_internal_failure_exception(),
-                        )
+                    let transient = e.as_service_error().is_some_and(|s| {
+                        s.is_resource_in_use_exception() || s.is_internal_failure_exception()
                     });
-                    let failure = subscription_failure(&e, in_use, internal);
-                    self.back_off(failure, &mut attempt, &last, detail(&e))
+                    self.back_off(&mut retry, &start, &last, &e, transient)
                         .await?;
                     continue;
                 }
@@ -269,19 +237,15 @@ impl ShardReader {
                     // The subscription ended (they last 5 minutes): subscribe again.
                     Ok(None) => break,
                     Err(e) => {
-                        let (in_use, internal) = e.as_service_error().map_or((false, false), |s| {
-                            (
-                                s.is_resource_in_use_exception(),
-                                s.is_internal_failure_exception(),
-                            )
+                        let transient = e.as_service_error().is_some_and(|s| {
+                            s.is_resource_in_use_exception() || s.is_internal_failure_exception()
                         });
-                        let failure = subscription_failure(&e, in_use, internal);
-                        self.back_off(failure, &mut attempt, &last, detail(&e))
+                        self.back_off(&mut retry, &start, &last, &e, transient)
                             .await?;
                         break;
                     }
                 };
-                attempt = 0;
+                retry.succeeded();
                 behind.set(event.millis_behind_latest as f64);
                 let caught_up = event.records.is_empty() && event.millis_behind_latest == 0;
                 let children: Vec<(String, Vec<String>)> = event
@@ -321,7 +285,7 @@ impl ShardReader {
             Ok(Some(iterator)) => iterator,
             Ok(None) => return Some(Vec::new()),
             Err(e) => {
-                tracing::debug!(shard = %self.shard, error = %e, "SHARD_END check failed");
+                tracing::debug!(shard = %self.shard, error = ?e, "SHARD_END check failed");
                 return None;
             }
         };

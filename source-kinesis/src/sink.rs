@@ -3,6 +3,7 @@
 use crate::backoff::Backoff;
 use crate::config::{with_stream, AwsOptions, StreamRef};
 use crate::error::{classify, detail, is_throttle_code, Failure, KinesisError};
+use crate::retry::{Call, Retry, Verdict};
 use crate::stats::KinesisStats;
 use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
@@ -89,6 +90,7 @@ impl KinesisSinkBuilder {
             explicit_hash_key: self.explicit_hash_key,
             stats: Arc::default(),
             client: None,
+            endpoint: String::new(),
             pending: Vec::new(),
             pending_bytes: 0,
         }
@@ -129,7 +131,7 @@ fn digest(bytes: &[u8]) -> String {
 ///
 /// **At-least-once only.** Kinesis has no transactions and no producer idempotence: a retry
 /// after a timeout, a resend after a partial failure, or the replay after a restore from a
-/// checkpoint writes a record again with a new sequence number (SEMANTICS N9). `commit` is
+/// checkpoint writes a record again with a new sequence number (PutRecords has no idempotent write). `commit` is
 /// therefore a no-op. Consumers reach exactly-once by deduplicating on a record id carried in
 /// the payload, or by writing to an idempotent store keyed on it. Partial retries can also
 /// reorder records of one partition key relative to each other.
@@ -141,6 +143,8 @@ pub struct KinesisSink {
     explicit_hash_key: Option<HashKeyFn>,
     stats: Arc<KinesisStats>,
     client: Option<Client>,
+    /// The endpoint the client calls, for errors.
+    endpoint: String,
     pending: Vec<PutRecordsRequestEntry>,
     pending_bytes: usize,
 }
@@ -200,7 +204,17 @@ impl KinesisSink {
             .client
             .clone()
             .ok_or_else(|| KinesisError::Config("the sink is not open".into()))?;
-        put_all(&client, &self.stream, &self.backoff, &self.stats, entries).await
+        put_all(&client, &self.call("PutRecords"), &self.stats, entries).await
+    }
+
+    fn call(&self, operation: &'static str) -> Call<'_> {
+        Call {
+            operation,
+            stream: &self.stream,
+            endpoint: &self.endpoint,
+            backoff: &self.backoff,
+            stats: Some(&self.stats),
+        }
     }
 }
 
@@ -208,14 +222,16 @@ impl KinesisSink {
 /// failed, until all are accepted or the attempts run out.
 pub(crate) async fn put_all(
     client: &Client,
-    stream: &StreamRef,
-    backoff: &Backoff,
+    call: &Call<'_>,
     stats: &KinesisStats,
     entries: Vec<PutRecordsRequestEntry>,
 ) -> Result<(), KinesisError> {
+    let (stream, backoff) = (call.stream, call.backoff);
     let total = entries.len();
     let mut pending = entries;
     let mut attempt = 0u32;
+    // Only for a request that gets no answer at all: partial failures count attempts.
+    let mut reach = Retry::new(backoff);
     loop {
         attempt += 1;
         stats.add_call();
@@ -225,57 +241,25 @@ pub(crate) async fn put_all(
             .await;
         let (error_code, error_message) = match result {
             Ok(out) => {
-                if out.records().len() != pending.len() {
-                    return Err(KinesisError::Stream {
-                        operation: "PutRecords",
-                        stream: stream.as_str().to_owned(),
-                        detail: format!(
-                            "{} results for {} entries",
-                            out.records().len(),
-                            pending.len()
-                        ),
-                    });
-                }
-                // Results align with the request by index (N9).
-                let mut failed = Vec::new();
-                let mut first: Option<(String, String)> = None;
-                let mut throttled = 0;
-                // Accepted entries per shard, for the per-shard metric (one update per shard
-                // and call, not per record).
-                let mut per_shard: Vec<(&str, u64)> = Vec::new();
-                for (entry, result) in pending.into_iter().zip(out.records()) {
-                    if let (None, Some(shard)) = (result.error_code(), result.shard_id()) {
-                        match per_shard.iter_mut().find(|(s, _)| *s == shard) {
-                            Some((_, n)) => *n += 1,
-                            None => per_shard.push((shard, 1)),
-                        }
-                    }
-                    if let Some(code) = result.error_code() {
-                        if is_throttle_code(code) {
-                            throttled += 1;
-                        }
-                        first.get_or_insert_with(|| {
-                            (
-                                code.to_owned(),
-                                result.error_message().unwrap_or_default().to_owned(),
-                            )
-                        });
-                        failed.push(entry);
-                    }
-                }
-                if throttled > 0 {
-                    stats.add_throttled(throttled, stream.as_str(), "PutRecords");
-                }
-                let done = out.records().len() - failed.len();
-                stats.add_records(done as u64);
-                for (shard, n) in per_shard {
-                    metrics::counter!("watershed_kinesis_records_out_total", "stream" => stream.as_str().to_owned(), "shard" => shard.to_owned())
-                        .increment(n);
-                }
+                reach.succeeded();
+                let (failed, first) = settle(call, stats, pending, &out)?;
                 pending = failed;
                 match first {
                     None => return Ok(()),
                     Some(f) => f,
+                }
+            }
+            Err(e) if classify(&e) == Failure::Unreachable => {
+                match reach.after(Failure::Unreachable) {
+                    Verdict::Retry(delay) => {
+                        // Not an attempt that counts: Kinesis never answered it.
+                        attempt -= 1;
+                        stats.add_retry(stream.as_str(), "PutRecords");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    Verdict::Unreachable(waited) => return Err(call.unreachable(waited, &e)),
+                    Verdict::GiveUp => return Err(call.error(&crate::retry::Failed::Refused(e))),
                 }
             }
             Err(e) => match classify(&e) {
@@ -290,11 +274,10 @@ pub(crate) async fn put_all(
                 }
                 Failure::Transient => ("Transient".to_owned(), detail(&e)),
                 _ => {
-                    return Err(KinesisError::Stream {
-                        operation: "PutRecords",
-                        stream: stream.as_str().to_owned(),
-                        detail: detail(&e),
-                    })
+                    return Err(crate::presence::not_found_or(
+                        call,
+                        &crate::retry::Failed::Refused(e),
+                    ))
                 }
             },
         };
@@ -313,13 +296,80 @@ pub(crate) async fn put_all(
     }
 }
 
+/// The entries to resend, and the first failure's code and message (`None`: all went in).
+type Resend = (Vec<PutRecordsRequestEntry>, Option<(String, String)>);
+
+/// Sorts one PutRecords response: counts what was accepted and throttled, and returns what
+/// to resend.
+fn settle(
+    call: &Call<'_>,
+    stats: &KinesisStats,
+    pending: Vec<PutRecordsRequestEntry>,
+    out: &aws_sdk_kinesis::operation::put_records::PutRecordsOutput,
+) -> Result<Resend, KinesisError> {
+    let stream = call.stream;
+    if out.records().len() != pending.len() {
+        return Err(KinesisError::Stream {
+            operation: "PutRecords",
+            stream: stream.as_str().to_owned(),
+            endpoint: call.endpoint.to_owned(),
+            detail: format!(
+                "{} results for {} entries",
+                out.records().len(),
+                pending.len()
+            ),
+        });
+    }
+    // Results align with the request by index.
+    crate::utilisation::observe_write(stream.as_str(), &pending, out.records());
+    let mut failed = Vec::new();
+    let mut first: Option<(String, String)> = None;
+    let mut throttled = 0;
+    // Accepted entries per shard, for the per-shard metric (one update per shard and call,
+    // not per record).
+    let mut per_shard: Vec<(&str, u64)> = Vec::new();
+    for (entry, result) in pending.into_iter().zip(out.records()) {
+        if let (None, Some(shard)) = (result.error_code(), result.shard_id()) {
+            match per_shard.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, n)) => *n += 1,
+                None => per_shard.push((shard, 1)),
+            }
+        }
+        if let Some(code) = result.error_code() {
+            if is_throttle_code(code) {
+                throttled += 1;
+            }
+            first.get_or_insert_with(|| {
+                (
+                    code.to_owned(),
+                    result.error_message().unwrap_or_default().to_owned(),
+                )
+            });
+            failed.push(entry);
+        }
+    }
+    if throttled > 0 {
+        stats.add_throttled(throttled, stream.as_str(), "PutRecords");
+    }
+    let done = out.records().len() - failed.len();
+    stats.add_records(done as u64);
+    for (shard, n) in per_shard {
+        metrics::counter!("watershed_kinesis_records_out_total", "stream" => stream.as_str().to_owned(), "shard" => shard.to_owned())
+            .increment(n);
+    }
+    Ok((failed, first))
+}
+
 #[async_trait]
 impl Sink for KinesisSink {
     type Item = Bytes;
     type Handle = ();
 
     async fn open(&mut self, _ctx: &SinkContext) -> Result<(), BoxError> {
-        self.client = Some(self.aws.build_client().await?);
+        let (client, endpoint) = self.aws.build_client().await?;
+        self.endpoint = endpoint;
+        crate::presence::check_stream(&client, &self.call("DescribeStreamSummary")).await?;
+        self.client = Some(client);
         Ok(())
     }
 

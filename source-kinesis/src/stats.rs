@@ -13,6 +13,7 @@ pub struct KinesisStats {
     iterators_renewed: AtomicU64,
     calls: AtomicU64,
     subscriptions: AtomicU64,
+    out_of_range: AtomicU64,
 }
 
 impl KinesisStats {
@@ -46,6 +47,18 @@ impl KinesisStats {
     /// SubscribeToShard calls made (enhanced fan-out), including failed ones.
     pub fn subscriptions(&self) -> u64 {
         self.subscriptions.load(Ordering::Relaxed)
+    }
+
+    /// Restored shard positions the stream could not serve that the source replaced or
+    /// forgot (`OutOfRange::TrimHorizon` or `Latest`).
+    pub fn positions_out_of_range(&self) -> u64 {
+        self.out_of_range.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_out_of_range(&self, stream: &str) {
+        self.out_of_range.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("watershed_kinesis_positions_out_of_range_total", "stream" => stream.to_owned())
+            .increment(1);
     }
 
     pub(crate) fn add_subscription(&self) {

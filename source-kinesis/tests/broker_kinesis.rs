@@ -10,48 +10,15 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
-use aws_sdk_kinesis::config::{Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
 use aws_sdk_kinesis::Client;
+use watershed_testkit::clients::kinesis_client as client;
+use watershed_testkit::env::unique;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-async fn client() -> Client {
-    let credentials = Credentials::new(
-        env_or("AWS_ACCESS_KEY_ID", "test"),
-        env_or("AWS_SECRET_ACCESS_KEY", "test"),
-        None,
-        None,
-        "watershed-test",
-    );
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(env_or(
-            "WATERSHED_KINESIS_ENDPOINT",
-            "http://127.0.0.1:4568",
-        ))
-        .region(Region::new(env_or("AWS_REGION", "us-east-1")))
-        .credentials_provider(credentials)
-        .load()
-        .await;
-    Client::new(&config)
-}
-
-/// A name no earlier run used, so tests never see each other's data.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 /// Kinesis sequence numbers are decimal strings of up to 128 bits without leading
 /// zeros: as numbers, a longer one is larger, and equal lengths compare digit by digit.

@@ -6,7 +6,7 @@ mod json_lines;
 mod local_dir;
 mod stdout;
 
-pub use collect::CollectSink;
+pub use collect::{CollectHandle, CollectSink};
 pub use generator::{GeneratorPosition, GeneratorSource};
 pub use json_lines::{JsonLinesPosition, JsonLinesSource};
 pub use local_dir::{LocalDirHandle, LocalDirSink};

@@ -1,10 +1,10 @@
 //! The checkpoint coordinator: triggers checkpoints, collects acknowledgements, writes the
 //! manifest last, announces completion, and supervises the tasks.
 
+use super::summary::RunSummary;
 use super::{Ack, AckState, SourceControl, TaskReport};
 use crate::checkpoint::{CheckpointData, CheckpointId, CheckpointStore};
 use crate::error::{Error, Result};
-use crate::pipeline::RunSummary;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +32,10 @@ pub(crate) struct Coordinator {
     pub requests: mpsc::UnboundedReceiver<String>,
     pub complete: watch::Sender<Option<CheckpointId>>,
     pub shutdown: Arc<Notify>,
-    pub handle_signals: bool,
+    pub signals: Signals,
     pub layout: BTreeMap<String, usize>,
+    /// The pipeline's number of key groups, recorded in every manifest.
+    pub max_parallelism: usize,
 }
 
 impl Coordinator {
@@ -54,7 +56,7 @@ impl Coordinator {
         // A source asked for a checkpoint: trigger one as soon as none is in flight. Never a
         // second concurrent one: barriers of two checkpoints would interleave in alignment.
         let mut requested = false;
-        let mut signals = Signals::new(self.handle_signals);
+        let mut signals = std::mem::replace(&mut self.signals, Signals::new(false));
         let mut signalled = false;
         let shutdown = self.shutdown.clone();
         loop {
@@ -88,6 +90,9 @@ impl Coordinator {
                                 AckState::Sink(v) => { f.data.sinks.insert(ack.node, v); }
                                 AckState::Operator(Some(s)) => { f.data.operators.insert(ack.node, s); }
                                 AckState::Operator(None) => {}
+                                AckState::KeyGroups { operator, groups } => {
+                                    f.data.key_groups.entry(operator).or_default().insert(ack.node, groups);
+                                }
                             }
                             f.acks >= self.participants
                         }
@@ -171,6 +176,7 @@ impl Coordinator {
             acks: 0,
             data: CheckpointData {
                 layout: self.layout.clone(),
+                max_parallelism: self.max_parallelism,
                 ..Default::default()
             },
             started: Instant::now(),
@@ -188,22 +194,33 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
 }
 
 /// SIGINT and SIGTERM, received any number of times.
-struct Signals {
+///
+/// Both are listened to through streams created once, when the pipeline starts running: such a
+/// stream keeps a signal that arrives while nobody awaits it (the coordinator writing a
+/// manifest, tasks still opening). A `ctrl_c()` future created anew for each wait only sees
+/// signals that arrive after it is first polled, so a SIGINT during a manifest write was lost
+/// and the pipeline ran on.
+pub(crate) struct Signals {
     enabled: bool,
     #[cfg(unix)]
-    term: Option<tokio::signal::unix::Signal>,
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
 impl Signals {
-    fn new(enabled: bool) -> Self {
+    /// Starts listening (replacing the default "terminate" action) when `enabled`.
+    pub(crate) fn new(enabled: bool) -> Self {
+        #[cfg(unix)]
+        let streams = enabled.then(|| {
+            use tokio::signal::unix::{signal, SignalKind};
+            Some((
+                signal(SignalKind::interrupt()).ok()?,
+                signal(SignalKind::terminate()).ok()?,
+            ))
+        });
         Signals {
             enabled,
             #[cfg(unix)]
-            term: if enabled {
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
-            } else {
-                None
-            },
+            streams: streams.flatten(),
         }
     }
 
@@ -212,9 +229,9 @@ impl Signals {
             return std::future::pending().await;
         }
         #[cfg(unix)]
-        if let Some(term) = self.term.as_mut() {
+        if let Some((int, term)) = self.streams.as_mut() {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
             return;

@@ -1,5 +1,5 @@
 //! The receiving side of every task: merges one or more input channels, aligns checkpoint
-//! barriers across them (C1), combines their watermarks (T3) and, when configured, holds back
+//! barriers across them, combines their watermarks and, when configured, holds back
 //! an input whose event time runs too far ahead of the others (watermark alignment).
 
 use crate::checkpoint::CheckpointId;
@@ -199,7 +199,7 @@ impl<T> Inputs<T> {
         for s in self.state.iter().filter(|s| !s.closed && !s.idle) {
             any_active = true;
             // An input back from idleness behind the output is not counted until it catches
-            // up (T3): it must not stall the others, and the output never regresses.
+            // up: it must not stall the others, and the output never regresses.
             if s.watermark >= out {
                 aligned_min = Some(aligned_min.map_or(s.watermark, |m| m.min(s.watermark)));
             }

@@ -2,13 +2,15 @@
 
 pub(crate) mod coordinator;
 pub(crate) mod inputs;
+pub(crate) mod sink_stage;
+pub(crate) mod summary;
 pub(crate) mod tasks;
 
 use crate::checkpoint::{CheckpointId, Manifest};
+use crate::config::PipelineConfig;
 use crate::dead_letter::DeadLetter;
 use crate::error::Result;
 use crate::message::Message;
-use crate::pipeline::PipelineConfig;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -23,6 +25,11 @@ pub(crate) enum AckState {
         event_times: std::collections::BTreeMap<String, i64>,
     },
     Operator(Option<Vec<u8>>),
+    /// A keyed operator instance's state, split by key group (ascending, in its range).
+    KeyGroups {
+        operator: String,
+        groups: crate::key_group::KeyGroupSnapshot,
+    },
     Sink(serde_json::Value),
 }
 

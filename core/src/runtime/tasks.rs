@@ -4,11 +4,11 @@ use super::inputs::Inputs;
 use super::{Ack, AckState, SourceControl, TaskKind, TaskReport};
 use crate::checkpoint::CheckpointId;
 use crate::dead_letter::{DeadLetter, ErrorPolicy};
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
+use crate::key_group::KeyGroups;
 use crate::message::Message;
 use crate::operator::{Collector, Operator};
 use crate::record::{Batch, Record};
-use crate::sink::{Sink, SinkContext};
 use crate::source::{Source, SourceEvent};
 use crate::time::EventTime;
 use crate::watermark::{WatermarkStrategy, WatermarkUpdate};
@@ -93,6 +93,8 @@ pub(crate) struct SourceTask<S: Source> {
     /// Where [`SourceEvent::CheckpointRequested`] goes: the coordinator.
     pub checkpoint_requests: mpsc::UnboundedSender<String>,
     pub max_wait: Duration,
+    /// Where records the watermark strategy refuses go (only when it may refuse any).
+    pub rejects: Option<Rejects>,
 }
 
 impl<S: Source> SourceTask<S> {
@@ -120,18 +122,7 @@ impl<S: Source> SourceTask<S> {
             // the pipeline fails, and would starve other tasks on its worker.
             tokio::task::consume_budget().await;
             while let Ok(SourceControl::Trigger { id, stop }) = self.control.try_recv() {
-                let position = self.source.position();
-                let value = serde_json::to_value(&position).map_err(|e| Error::state(&node, e))?;
-                pending.insert(id, position);
-                let _ = self.acks.send(Ack {
-                    id,
-                    node: node.clone(),
-                    state: AckState::Source {
-                        position: value,
-                        event_times: tracker.snapshot(),
-                    },
-                });
-                if !self.out.send(Message::Barrier(id)).await? {
+                if !self.barrier(id, &tracker, &mut pending).await? {
                     break 'outer;
                 }
                 if stop {
@@ -152,12 +143,7 @@ impl<S: Source> SourceTask<S> {
                 tokio::select! {
                     c = self.control.recv() => match c {
                         Some(SourceControl::Trigger { id, stop }) => {
-                            let position = self.source.position();
-                            let value = serde_json::to_value(&position).map_err(|e| Error::state(&node, e))?;
-                            pending.insert(id, position);
-                            let state = AckState::Source { position: value, event_times: tracker.snapshot() };
-                            let _ = self.acks.send(Ack { id, node: node.clone(), state });
-                            if !self.out.send(Message::Barrier(id)).await? { break 'outer; }
+                            if !self.barrier(id, &tracker, &mut pending).await? { break 'outer; }
                             if stop { stop_at = Some(id); break 'outer; }
                         }
                         None => break 'outer,
@@ -172,6 +158,19 @@ impl<S: Source> SourceTask<S> {
                         continue;
                     }
                     self.strategy.assign_timestamps(&mut records);
+                    if let Some(rejects) = self.rejects.as_mut() {
+                        let refused = self.strategy.refuse_future(&mut records, EventTime::now());
+                        if !refused.is_empty() {
+                            metrics::counter!("watershed_records_future_total", "node" => node.clone())
+                                .increment(refused.len() as u64);
+                            report.records_in += refused.len() as u64;
+                            records_in.increment(refused.len() as u64);
+                            rejects.handle(refused).await?;
+                        }
+                        if records.is_empty() {
+                            continue;
+                        }
+                    }
                     let max_ts = records
                         .iter()
                         .map(|r| r.timestamp)
@@ -185,6 +184,15 @@ impl<S: Source> SourceTask<S> {
                     if !self.out.send(Message::Data(records)).await? {
                         break;
                     }
+                    while let Some(u) = tracker.update(now) {
+                        if !self.out.send(update_message(u)).await? {
+                            break;
+                        }
+                    }
+                }
+                SourceEvent::Progress { split, time } => {
+                    let now = Instant::now();
+                    tracker.observe(&split, time, now);
                     while let Some(u) = tracker.update(now) {
                         if !self.out.send(update_message(u)).await? {
                             break;
@@ -215,7 +223,7 @@ impl<S: Source> SourceTask<S> {
                 }
                 SourceEvent::Finished => {
                     finished = true;
-                    // End of a bounded input closes every window (T1).
+                    // End of a bounded input closes every window.
                     if !self.out.send(Message::Watermark(EventTime::MAX)).await? {
                         break;
                     }
@@ -253,6 +261,33 @@ impl<S: Source> SourceTask<S> {
     }
 }
 
+impl<S: Source> SourceTask<S> {
+    /// Snapshots the position for checkpoint `id`, acknowledges it and sends its barrier
+    /// downstream (and to the error path). `Ok(false)` when downstream is gone.
+    async fn barrier(
+        &mut self,
+        id: CheckpointId,
+        tracker: &crate::watermark::SplitWatermarks,
+        pending: &mut BTreeMap<CheckpointId, S::Position>,
+    ) -> Result<bool> {
+        let position = self.source.position();
+        let value = serde_json::to_value(&position).map_err(|e| Error::state(&self.node, e))?;
+        pending.insert(id, position);
+        let _ = self.acks.send(Ack {
+            id,
+            node: self.node.clone(),
+            state: AckState::Source {
+                position: value,
+                event_times: tracker.snapshot(),
+            },
+        });
+        if let Some(r) = &self.rejects {
+            r.barrier(id).await;
+        }
+        self.out.send(Message::Barrier(id)).await
+    }
+}
+
 async fn notify_complete<S: Source>(
     node: &str,
     source: &mut S,
@@ -264,7 +299,7 @@ async fn notify_complete<S: Source>(
         let Some(done) = *complete.borrow_and_update() else {
             return Ok(());
         };
-        // A later completion subsumes earlier ones: commit only the newest position (C5).
+        // A later completion subsumes earlier ones: commit only the newest position.
         let mut newest = None;
         while let Some(entry) = pending.first_entry() {
             if *entry.key() > done {
@@ -349,9 +384,51 @@ pub(crate) struct OperatorStage<O: Operator> {
     pub acks: mpsc::UnboundedSender<Ack>,
     pub rejects: Rejects,
     pub collector: Collector<O::Out>,
+    /// Set for an instance of a keyed operator.
+    pub keyed: Option<Keyed>,
+}
+
+/// What an instance of a keyed operator is: which operator, and which key groups it owns.
+#[derive(Clone, Debug)]
+pub(crate) struct Keyed {
+    pub operator: String,
+    pub groups: KeyGroups,
+}
+
+/// A key-group snapshot lists only groups the instance owns, ascending, each once: another
+/// instance restoring a group twice, or a group restored nowhere, would corrupt state silently.
+fn check_groups(groups: &[(u16, Vec<u8>)], keyed: &Keyed) -> std::result::Result<(), BoxError> {
+    let range = keyed.groups.range();
+    let mut last = None;
+    for (g, _) in groups {
+        if !range.contains(*g) || last.is_some_and(|l| l >= *g) {
+            return Err(format!(
+                "snapshot_key_groups returned key group {g}, which is out of order, repeated or outside the instance's range {range}"
+            )
+            .into());
+        }
+        last = Some(*g);
+    }
+    Ok(())
 }
 
 impl<O: Operator> OperatorStage<O> {
+    /// The operator's state for a checkpoint: by key group when it is keyed and splits its
+    /// state, one blob otherwise.
+    fn snapshot(&mut self) -> Result<AckState> {
+        let err = |e| Error::operator(self.node.clone(), e);
+        if let Some(keyed) = &self.keyed {
+            if let Some(groups) = self.op.snapshot_key_groups(&keyed.groups).map_err(err)? {
+                check_groups(&groups, keyed).map_err(err)?;
+                return Ok(AckState::KeyGroups {
+                    operator: keyed.operator.clone(),
+                    groups,
+                });
+            }
+        }
+        Ok(AckState::Operator(self.op.snapshot().map_err(err)?))
+    }
+
     async fn flush(&mut self) -> Result<bool> {
         let (records, rejected) = self.collector.take();
         self.rejects.handle(rejected).await?;
@@ -393,11 +470,11 @@ impl<O: Operator> Downstream<O::In> for OperatorStage<O> {
             }
             Message::Idle => self.out.send(Message::Idle).await,
             Message::Barrier(id) => {
-                let state = self.op.snapshot().map_err(err)?;
+                let state = self.snapshot()?;
                 let _ = self.acks.send(Ack {
                     id,
                     node: self.node.clone(),
-                    state: AckState::Operator(state),
+                    state,
                 });
                 self.rejects.barrier(id).await;
                 self.out.send(Message::Barrier(id)).await
@@ -453,97 +530,6 @@ pub(crate) async fn run_chain<T: Send + 'static>(
         kind,
         ..Default::default()
     })
-}
-
-/// A sink as the last stage of a chain: two-phase commit, written once for every sink (C6).
-/// Writes data, pre-commits on the aligned barrier, commits every pending handle up to a
-/// completed checkpoint, and re-commits the restored checkpoint's handles when it starts.
-pub(crate) struct SinkStage<S: Sink> {
-    pub node: String,
-    pub sink: S,
-    pub ctx: SinkContext,
-    pub restored: Vec<(CheckpointId, S::Handle)>,
-    pub pending: BTreeMap<CheckpointId, S::Handle>,
-    pub acks: mpsc::UnboundedSender<Ack>,
-    pub written: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
-    pub records_out: metrics::Counter,
-    pub latency: metrics::Histogram,
-}
-
-impl<S: Sink> SinkStage<S> {
-    fn err(&self, e: crate::error::BoxError) -> Error {
-        Error::sink(self.node.clone(), e)
-    }
-}
-
-#[async_trait]
-impl<S: Sink> Downstream<S::Item> for SinkStage<S> {
-    async fn start(&mut self) -> Result<()> {
-        self.sink.open(&self.ctx).await.map_err(|e| self.err(e))?;
-        // Restored handles may or may not have committed before the crash; commit is idempotent.
-        for (id, handle) in std::mem::take(&mut self.restored) {
-            self.sink
-                .commit(id, handle)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
-    async fn push(&mut self, m: Message<S::Item>) -> Result<bool> {
-        match m {
-            Message::Data(batch) => {
-                let n = batch.len() as u64;
-                // End-to-end latency, once per batch: wall clock minus the newest event time.
-                let newest = batch.iter().map(|r| r.timestamp).max();
-                if let Some(ts) = newest.filter(|t| t.millis() > 0) {
-                    let lag_ms = (EventTime::now().millis() - ts.millis()).max(0);
-                    self.latency.record(lag_ms as f64 / 1000.0);
-                }
-                self.sink.write(batch).await.map_err(|e| self.err(e))?;
-                self.records_out.increment(n);
-                if let Some(w) = &self.written {
-                    w.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-            Message::Barrier(id) => {
-                let handle = self.sink.pre_commit(id).await.map_err(|e| self.err(e))?;
-                self.pending.insert(id, handle);
-                let value = serde_json::to_value(self.pending.iter().collect::<Vec<_>>())
-                    .map_err(|e| Error::state(&self.node, e))?;
-                let _ = self.acks.send(Ack {
-                    id,
-                    node: self.node.clone(),
-                    state: AckState::Sink(value),
-                });
-            }
-            Message::Watermark(_) | Message::Idle => {}
-        }
-        Ok(true)
-    }
-
-    async fn checkpoint_complete(&mut self, done: CheckpointId) -> Result<()> {
-        // Notices may be skipped: a completed checkpoint commits everything up to it (C5).
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() > done {
-                break;
-            }
-            let (id, handle) = entry.remove_entry();
-            self.sink
-                .commit(id, handle)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
-    fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    async fn finish(&mut self) -> Result<()> {
-        self.sink.close().await.map_err(|e| self.err(e))
-    }
 }
 
 /// Routes each record to one of several outputs; control messages go to all of them.

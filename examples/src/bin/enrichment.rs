@@ -29,56 +29,34 @@ use watershed_core::{
 use watershed_examples::clickstream::{ClickstreamSpec, PageView};
 use watershed_operators::{prelude::*, Count, MissingKey, ReferenceTable};
 
+/// Page views enriched with a reference table that changes while the pipeline runs.
+#[derive(clap::Parser)]
+#[command(version)]
 struct Args {
+    /// Output directory (results and checkpoints).
+    #[arg(long, default_value = "enrichment-output")]
     out: PathBuf,
+    /// Page views to generate.
+    #[arg(long, default_value_t = 200_000)]
     events: u64,
+    /// Page views per second.
+    #[arg(long, default_value_t = 100_000.0)]
     rate: f64,
+    /// How often the reference table is checked for a new version, in milliseconds.
+    #[arg(long = "refresh-ms", default_value = "200", value_parser = parse_millis)]
     refresh: Duration,
+    /// Start over: delete the output directory first.
+    #[arg(long)]
     fresh: bool,
+    /// Print no results on stdout.
+    #[arg(long)]
     quiet: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        out: PathBuf::from("enrichment-output"),
-        events: 200_000,
-        rate: 100_000.0,
-        refresh: Duration::from_millis(200),
-        fresh: false,
-        quiet: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match a.as_str() {
-            "--out" => args.out = value("--out")?.into(),
-            "--events" => {
-                args.events = value("--events")?
-                    .parse()
-                    .map_err(|e| format!("--events: {e}"))?
-            }
-            "--rate" => {
-                args.rate = value("--rate")?
-                    .parse()
-                    .map_err(|e| format!("--rate: {e}"))?
-            }
-            "--refresh-ms" => {
-                args.refresh = Duration::from_millis(
-                    value("--refresh-ms")?
-                        .parse()
-                        .map_err(|e| format!("--refresh-ms: {e}"))?,
-                )
-            }
-            "--fresh" => args.fresh = true,
-            "--quiet" => args.quiet = true,
-            "-h" | "--help" => {
-                println!("usage: enrichment [--out DIR] [--events N] [--rate EVENTS_PER_S] [--refresh-ms MS] [--fresh] [--quiet]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
-        }
-    }
-    Ok(args)
+fn parse_millis(s: &str) -> Result<Duration, String> {
+    s.parse()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("`{s}`: {e}"))
 }
 
 /// One row of the reference table.
@@ -103,14 +81,13 @@ fn pages_csv(version: usize, pages: u64) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("enrichment: {e}");
-            std::process::exit(2);
-        }
-    };
+async fn main() -> std::process::ExitCode {
+    watershed_examples::lifecycle::init_logging();
+    watershed_examples::lifecycle::exit_with("enrichment", run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = <Args as clap::Parser>::parse();
     if args.fresh && args.out.exists() {
         std::fs::remove_dir_all(&args.out)?;
     }

@@ -5,7 +5,7 @@
 //! and to S3 (gzip JSON lines, partitioned by hour), views per page category to S3 (the category
 //! from a reference table in S3: `--categories KEY`, default
 //! `<prefix>/reference/page-categories.csv`, written with a default table when missing), error
-//! rates to S3, undecodable events to an S3 dead-letter prefix. Checkpoints every second to a local directory; kill it and start it
+//! rates to S3, undecodable events to an S3 dead-letter prefix. Checkpoints every second to a local directory or S3; kill it and start it
 //! again to resume.
 //!
 //! ```text
@@ -14,107 +14,110 @@
 //! cargo run --release -p watershed-examples --bin hybrid -- --input clicks --output page-stats
 //! ```
 //! Options: `--brokers`, `--input`, `--output`, `--group`, `--id`, `--s3-prefix`, `--categories KEY`,
-//! `--checkpoints DIR`, `--metrics 127.0.0.1:9464|off`. S3: see `observe::s3_client` (the local
-//! server by default).
+//! `--checkpoints DIR|s3://BUCKET/PREFIX`, `--metrics 127.0.0.1:9464|off`. S3: see `observe::s3_client` (the AWS
+//! default chain; `scripts/run-example` points it at the local server). Logs: `RUST_LOG`.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use watershed_core::{CheckpointStore, Pipeline, PipelineConfig, WatermarkStrategy};
+use watershed_core::{Pipeline, PipelineConfig};
 use watershed_examples::analytics::{
-    analytics, event_time_of, examples_page_categories, CategoryStats, ErrorRate, PageStats,
+    analytics, click_watermarks, examples_page_categories, CategoryStats, ErrorRate, PageStats,
 };
+use watershed_examples::cli::MetricsAddr;
+use watershed_examples::lifecycle;
 use watershed_examples::observe;
 use watershed_operators::prelude::*;
 use watershed_sink_s3::{Compression, S3Sink};
 use watershed_source_kafka::{KafkaSink, KafkaSource};
 
+/// Kafka → the shared analytics → Kafka (exactly once) and S3. Kill it at any moment and
+/// start it again: it resumes from its last checkpoint.
+#[derive(clap::Parser)]
+#[command(version)]
 struct Args {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "WATERSHED_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     brokers: String,
+    /// Topic of JSON clicks to read.
+    #[arg(long, default_value = "clicks")]
     input: String,
+    /// Topic the per-page statistics are written to (created when missing).
+    #[arg(long, default_value = "page-stats")]
     output: String,
+    /// Consumer group: instances in one group share the input partitions.
+    #[arg(long, default_value = "watershed-hybrid")]
     group: String,
+    /// This instance's id: names its checkpoints and its Kafka transactional id.
+    #[arg(long, default_value = "hybrid")]
     id: String,
+    /// S3 prefix of the outputs.
+    #[arg(long, default_value = "hybrid")]
     s3_prefix: String,
+    /// S3 key of the page-category reference table (default `<prefix>/reference/page-categories.csv`).
+    #[arg(long)]
     categories: Option<String>,
+    /// Checkpoint store: a local directory or s3://BUCKET/PREFIX.
+    #[arg(long, default_value = "hybrid-output/checkpoints")]
     checkpoints: String,
-    metrics: Option<std::net::SocketAddr>,
-}
-
-fn args() -> Result<Args, String> {
-    let mut a = Args {
-        brokers: std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or("127.0.0.1:9092".into()),
-        input: "clicks".into(),
-        output: "page-stats".into(),
-        group: "watershed-hybrid".into(),
-        id: "hybrid".into(),
-        s3_prefix: "hybrid".into(),
-        categories: None,
-        checkpoints: "hybrid-output/checkpoints".into(),
-        metrics: Some("127.0.0.1:9464".parse().unwrap()),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut v = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--brokers" => a.brokers = v()?,
-            "--input" => a.input = v()?,
-            "--output" => a.output = v()?,
-            "--group" => a.group = v()?,
-            "--id" => a.id = v()?,
-            "--s3-prefix" => a.s3_prefix = v()?,
-            "--categories" => a.categories = Some(v()?),
-            "--checkpoints" => a.checkpoints = v()?,
-            "--metrics" => {
-                let m = v()?;
-                a.metrics = if m == "off" {
-                    None
-                } else {
-                    Some(m.parse().map_err(|e| format!("--metrics: {e}"))?)
-                };
-            }
-            "-h" | "--help" => {
-                println!("usage: hybrid [--brokers B] [--input T] [--output T] [--group G] [--id ID] [--s3-prefix P] [--categories KEY] [--checkpoints DIR] [--metrics ADDR|off]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
-        }
-    }
-    Ok(a)
+    /// Prometheus metrics address, or `off`.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics: MetricsAddr,
 }
 
 /// The output topic must exist before transactions write to it (brokers here do not create
-/// topics on first use).
+/// topics on first use). Fails within 10 s, naming the brokers, when they cannot be reached.
 async fn create_topic_if_missing(
     brokers: &str,
     topic: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::types::RDKafkaErrorCode;
+    use rdkafka::util::Timeout;
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    for r in admin
-        .create_topics(
+    let limit = Duration::from_secs(10);
+    let options = AdminOptions::new()
+        .request_timeout(Some(Timeout::After(limit)))
+        .operation_timeout(Some(Timeout::After(limit)));
+    let unreachable = |e: &dyn std::fmt::Display| {
+        format!("creating output topic `{topic}` on Kafka at {brokers}: {e} (is the address right and the broker up?)")
+    };
+    let results = tokio::time::timeout(
+        limit + Duration::from_secs(1),
+        admin.create_topics(
             &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await?
-    {
+            &options,
+        ),
+    )
+    .await
+    .map_err(|_| unreachable(&"no answer within 10 s"))?
+    .map_err(|e| unreachable(&e))?;
+    for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, e)) => return Err(format!("creating topic {t}: {e}").into()),
+            Err((_, e)) => return Err(unreachable(&e).into()),
         }
     }
     Ok(())
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a = args().unwrap_or_else(|e| {
-        eprintln!("hybrid: {e}");
-        std::process::exit(2)
-    });
-    if let Some(addr) = a.metrics {
+async fn main() -> ExitCode {
+    lifecycle::init_logging();
+    let a = <Args as clap::Parser>::parse();
+    lifecycle::exit_with("hybrid", lifecycle::serve("hybrid", build(&a)).await)
+}
+
+/// Everything before the pipeline runs: metrics, the output topic, S3, the reference table,
+/// and the pipeline itself.
+async fn build(a: &Args) -> Result<Pipeline, Box<dyn std::error::Error>> {
+    if let Some(addr) = a.metrics.0 {
         let handle = observe::serve_metrics(addr)?;
         observe::print_progress(handle, "hybrid");
     }
@@ -124,20 +127,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         examples_page_categories(s3.clone(), &a.s3_prefix, a.categories.as_deref()).await?;
     let pipeline = Pipeline::new(
         PipelineConfig::new(&a.id)
-            .checkpoint_store(CheckpointStore::local(&a.checkpoints)?)
+            .checkpoint_store(observe::checkpoint_store(&a.checkpoints)?)
             .checkpoint_interval(Duration::from_secs(1))
-            .parallelism(2),
+            .parallelism(2)
+            // Stop requests come through `Stop`, which also covers the set-up above.
+            .handle_signals(false),
     );
     let source = KafkaSource::builder(&a.brokers, &a.group)
         .topic(&a.input)
         .instance_id(format!("{}-0", a.id))
         .build()?;
-    let raw = pipeline.source(
-        "clicks",
-        source,
-        WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
-            .with_timestamps(event_time_of),
-    );
+    let raw = pipeline.source("clicks", source, click_watermarks());
     let out = analytics(raw, &categories);
 
     let mut stats = out.page_stats.fan_out(2).into_iter();
@@ -172,10 +172,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dead-letters",
         S3Sink::s3_dead_letters(s3, &format!("{}/dead-letters", a.s3_prefix)).build()?,
     );
-    let summary = pipeline.run().await?;
-    eprintln!(
-        "hybrid: stopped after {} records, {} checkpoints, {} rejected",
-        summary.records_in, summary.checkpoints, summary.rejected
-    );
-    Ok(())
+    Ok(pipeline)
 }

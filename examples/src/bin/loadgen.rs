@@ -29,50 +29,127 @@ struct Args {
     rate: Option<f64>,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
-    let target = it.next().ok_or("first argument: kafka or kinesis")?;
-    let mut a = Args {
-        name: "clicks".into(),
-        brokers: std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or("127.0.0.1:9092".into()),
-        endpoint: std::env::var("WATERSHED_KINESIS_ENDPOINT")
-            .unwrap_or("http://127.0.0.1:4568".into()),
-        splits: if target == "kinesis" { 2 } else { 3 },
-        target,
-        spec: ClickSpec::default(),
-        rate: None,
-    };
-    while let Some(flag) = it.next() {
-        let mut v = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |s: String| s.parse::<u64>().map_err(|e| e.to_string());
-        match flag.as_str() {
-            "--topic" | "--stream" => a.name = v()?,
-            "--brokers" => a.brokers = v()?,
-            "--endpoint" => a.endpoint = v()?,
-            "--partitions" | "--shards" => a.splits = num(v()?)? as i32,
-            "--events" => a.spec.events = num(v()?)?,
-            "--malformed-every" => a.spec.malformed_every = num(v()?)?,
-            "--bot-every" => a.spec.bot_every = num(v()?)?,
-            "--late-every" => a.spec.late_every = num(v()?)?,
-            "--users" => a.spec.users = num(v()?)?,
-            "--pages" => a.spec.pages = num(v()?)?,
-            "--skew" => a.spec.skew = v()?.parse().map_err(|e| format!("--skew: {e}"))?,
-            "--rate" => a.rate = Some(v()?.parse().map_err(|e| format!("--rate: {e}"))?),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    if !matches!(a.target.as_str(), "kafka" | "kinesis") {
-        return Err("first argument: kafka or kinesis".into());
-    }
-    Ok(a)
+/// Writes the deterministic JSON clickstream to a Kafka topic or a Kinesis stream (created if
+/// missing), then one end marker per partition or shard so every window can close.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// Where to write.
+    #[arg(value_enum)]
+    target: Target,
+    /// Topic or stream name.
+    #[arg(long, visible_alias = "stream", default_value = "clicks")]
+    topic: String,
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "WATERSHED_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    brokers: String,
+    /// Kinesis endpoint.
+    #[arg(
+        long,
+        env = "WATERSHED_KINESIS_ENDPOINT",
+        default_value = "http://127.0.0.1:4568"
+    )]
+    endpoint: String,
+    /// Partitions or shards of a new topic or stream (default: 3 partitions, 2 shards).
+    #[arg(long, visible_alias = "shards")]
+    partitions: Option<i32>,
+    /// Events to write (the end markers come on top).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Every K-th record is malformed JSON (0: none).
+    #[arg(long)]
+    malformed_every: Option<u64>,
+    /// Every K-th click is a bot's.
+    #[arg(long)]
+    bot_every: Option<u64>,
+    /// Every K-th event is two minutes late, past the watermark (0: none).
+    #[arg(long)]
+    late_every: Option<u64>,
+    /// Distinct users.
+    #[arg(long)]
+    users: Option<u64>,
+    /// Distinct pages.
+    #[arg(long)]
+    pages: Option<u64>,
+    /// Zipf exponent of page popularity (1 is uniform).
+    #[arg(long)]
+    skew: Option<f64>,
+    /// Events per second (default: as fast as the broker takes them).
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
-/// Sleeps so that `sent` events take at least `sent / rate` seconds.
-fn pace(rate: Option<f64>, started: Instant, sent: u64) {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Target {
+    Kafka,
+    Kinesis,
+}
+
+fn parse() -> Args {
+    let cli = <Cli as clap::Parser>::parse();
+    let mut spec = ClickSpec::default();
+    let set = |field: &mut u64, v: Option<u64>| {
+        if let Some(v) = v {
+            *field = v;
+        }
+    };
+    set(&mut spec.events, cli.events);
+    set(&mut spec.malformed_every, cli.malformed_every);
+    set(&mut spec.bot_every, cli.bot_every);
+    set(&mut spec.late_every, cli.late_every);
+    set(&mut spec.users, cli.users);
+    set(&mut spec.pages, cli.pages);
+    if let Some(skew) = cli.skew {
+        spec.skew = skew;
+    }
+    let target = match cli.target {
+        Target::Kafka => "kafka",
+        Target::Kinesis => "kinesis",
+    };
+    Args {
+        splits: cli
+            .partitions
+            .unwrap_or(if target == "kinesis" { 2 } else { 3 }),
+        target: target.into(),
+        name: cli.topic,
+        brokers: cli.brokers,
+        endpoint: cli.endpoint,
+        spec,
+        rate: cli.rate,
+    }
+}
+
+/// Waits so that `sent` events take at least `sent / rate` seconds (without blocking the
+/// runtime's thread).
+async fn pace(rate: Option<f64>, started: Instant, sent: u64) {
     if let Some(r) = rate {
         let due = Duration::from_secs_f64(sent as f64 / r);
+        // The timer ticks in milliseconds: wait only once a whole one is due, so high rates
+        // are paced by the millisecond rather than slowed by a tick per event.
         if let Some(wait) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
+            if wait >= Duration::from_millis(1) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Sends `rec`, waiting while librdkafka's queue is full.
+async fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut rec: BaseRecord<'_, [u8], [u8]>,
+) {
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                rec = r;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     }
 }
@@ -106,34 +183,26 @@ async fn kafka(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .set("linger.ms", "5")
         .create()?;
     let started = Instant::now();
-    let send = |rec: BaseRecord<'_, [u8], [u8]>| {
-        let mut rec = rec;
-        loop {
-            match producer.send(rec) {
-                Ok(()) => return,
-                Err((_, r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-    };
     for n in 0..a.spec.events {
         let (key, value) = a.spec.payload(n);
         let ts = a.spec.event(n).map(|e| e.ts).unwrap_or(a.spec.start.0);
-        send(
-            BaseRecord::to(&a.name)
-                .key(key.as_bytes())
-                .payload(&value[..])
-                .timestamp(ts),
-        );
-        pace(a.rate, started, n + 1);
+        let rec = BaseRecord::to(&a.name)
+            .key(key.as_bytes())
+            .payload(&value[..])
+            .timestamp(ts);
+        send(&producer, rec).await;
+        pace(a.rate, started, n + 1).await;
     }
     let marker = end_marker(&a.spec);
     for p in 0..a.splits {
-        send(BaseRecord::to(&a.name).payload(&marker[..]).partition(p));
+        send(
+            &producer,
+            BaseRecord::to(&a.name).payload(&marker[..]).partition(p),
+        )
+        .await;
     }
-    producer.flush(Duration::from_secs(120))?;
+    // Blocking: librdkafka waits for every acknowledgement.
+    tokio::task::block_in_place(|| producer.flush(Duration::from_secs(120)))?;
     eprintln!(
         "loadgen: {} events + {} end markers to kafka topic {} in {:.1?}",
         a.spec.events,
@@ -222,7 +291,7 @@ async fn kinesis(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         );
         if batch.len() == 500 {
             put(std::mem::take(&mut batch)).await;
-            pace(a.rate, started, n + 1);
+            pace(a.rate, started, n + 1).await;
         }
     }
     put(batch).await;
@@ -261,11 +330,13 @@ async fn kinesis(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a = parse().unwrap_or_else(|e| {
-        eprintln!("loadgen: {e}\nusage: loadgen kafka|kinesis [--topic|--stream NAME] [--events N] [--rate R] ...");
-        std::process::exit(2)
-    });
+async fn main() -> std::process::ExitCode {
+    watershed_examples::lifecycle::init_logging();
+    watershed_examples::lifecycle::exit_with("loadgen", run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let a = parse();
     match a.target.as_str() {
         "kafka" => kafka(&a).await,
         _ => kinesis(&a).await,

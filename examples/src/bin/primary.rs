@@ -12,74 +12,57 @@
 //! - every raw event, archived as gzip JSON lines (what Firehose would deliver),
 //! - undecodable events under a dead-letter prefix with their reason.
 //!
-//! Checkpoints every second to a local directory; kill it and start it again to resume.
+//! Checkpoints every second to a local directory or S3; kill it and start it again to resume.
 //!
 //! ```text
 //! scripts/brokers up
 //! cargo run --release -p watershed-examples --bin loadgen -- kinesis --stream clicks --events 20000
 //! cargo run --release -p watershed-examples --bin primary -- --stream clicks
 //! ```
-//! Options: `--stream`, `--endpoint` (default `$WATERSHED_KINESIS_ENDPOINT` or
-//! http://127.0.0.1:4568), `--id`, `--s3-prefix`, `--categories KEY`, `--checkpoints DIR`,
-//! `--metrics 127.0.0.1:9465|off`. S3: see `observe::s3_client` (the local server by default).
+//! Options: `--stream`, `--endpoint` (default `$WATERSHED_KINESIS_ENDPOINT`, else the AWS
+//! default), `--id`, `--s3-prefix`, `--categories KEY`, `--checkpoints DIR|s3://BUCKET/PREFIX`,
+//! `--metrics 127.0.0.1:9465|off`. S3: see `observe::s3_client` (the AWS default chain;
+//! `scripts/run-example` points both at the local servers). Logs: `RUST_LOG`.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use watershed_core::{CheckpointStore, Pipeline, PipelineConfig, WatermarkStrategy};
+use watershed_core::{Pipeline, PipelineConfig};
 use watershed_examples::analytics::{
-    analytics, event_time_of, examples_page_categories, CategoryStats, ErrorRate, PageStats,
+    analytics, click_watermarks, examples_page_categories, CategoryStats, ErrorRate, PageStats,
 };
+use watershed_examples::cli::MetricsAddr;
+use watershed_examples::lifecycle;
 use watershed_examples::observe;
 use watershed_sink_s3::{Compression, Format, ParquetOptions, S3Sink};
 use watershed_source_kinesis::{AwsOptions, KinesisSource, StartPosition};
 
+/// Kinesis → the shared analytics → S3 (Parquet, a raw archive and dead letters), exactly
+/// once. Kill it at any moment and start it again: it resumes from its last checkpoint.
+#[derive(clap::Parser)]
+#[command(version)]
 struct Args {
+    /// Kinesis stream of JSON clicks to read.
+    #[arg(long, default_value = "clicks")]
     stream: String,
-    endpoint: String,
+    /// Kinesis endpoint, for a local server (AWS's own otherwise).
+    #[arg(long, env = "WATERSHED_KINESIS_ENDPOINT")]
+    endpoint: Option<String>,
+    /// This instance's id: names its checkpoints.
+    #[arg(long, default_value = "primary")]
     id: String,
+    /// S3 prefix of the outputs.
+    #[arg(long, default_value = "primary")]
     s3_prefix: String,
+    /// S3 key of the page-category reference table (default `<prefix>/reference/page-categories.csv`).
+    #[arg(long)]
     categories: Option<String>,
+    /// Checkpoint store: a local directory or s3://BUCKET/PREFIX.
+    #[arg(long, default_value = "primary-output/checkpoints")]
     checkpoints: String,
-    metrics: Option<std::net::SocketAddr>,
-}
-
-fn args() -> Result<Args, String> {
-    let mut a = Args {
-        stream: "clicks".into(),
-        endpoint: std::env::var("WATERSHED_KINESIS_ENDPOINT")
-            .unwrap_or("http://127.0.0.1:4568".into()),
-        id: "primary".into(),
-        s3_prefix: "primary".into(),
-        categories: None,
-        checkpoints: "primary-output/checkpoints".into(),
-        metrics: Some("127.0.0.1:9465".parse().unwrap()),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut v = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--stream" => a.stream = v()?,
-            "--endpoint" => a.endpoint = v()?,
-            "--id" => a.id = v()?,
-            "--s3-prefix" => a.s3_prefix = v()?,
-            "--categories" => a.categories = Some(v()?),
-            "--checkpoints" => a.checkpoints = v()?,
-            "--metrics" => {
-                let m = v()?;
-                a.metrics = if m == "off" {
-                    None
-                } else {
-                    Some(m.parse().map_err(|e| format!("--metrics: {e}"))?)
-                };
-            }
-            "-h" | "--help" => {
-                println!("usage: primary [--stream S] [--endpoint URL] [--id ID] [--s3-prefix P] [--categories KEY] [--checkpoints DIR] [--metrics ADDR|off]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
-        }
-    }
-    Ok(a)
+    /// Prometheus metrics address, or `off`.
+    #[arg(long, default_value = "127.0.0.1:9465")]
+    metrics: MetricsAddr,
 }
 
 /// A fixed sample, so the Parquet schema never depends on the data (a replay writes the same
@@ -95,12 +78,15 @@ fn page_stats_sample() -> PageStats {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a = args().unwrap_or_else(|e| {
-        eprintln!("primary: {e}");
-        std::process::exit(2)
-    });
-    if let Some(addr) = a.metrics {
+async fn main() -> ExitCode {
+    lifecycle::init_logging();
+    let a = <Args as clap::Parser>::parse();
+    lifecycle::exit_with("primary", lifecycle::serve("primary", build(&a)).await)
+}
+
+/// Everything before the pipeline runs: metrics, S3, the reference table, the pipeline.
+async fn build(a: &Args) -> Result<Pipeline, Box<dyn std::error::Error>> {
+    if let Some(addr) = a.metrics.0 {
         let handle = observe::serve_metrics(addr)?;
         observe::print_progress(handle, "primary");
     }
@@ -109,21 +95,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         examples_page_categories(s3.clone(), &a.s3_prefix, a.categories.as_deref()).await?;
     let pipeline = Pipeline::new(
         PipelineConfig::new(&a.id)
-            .checkpoint_store(CheckpointStore::local(&a.checkpoints)?)
+            .checkpoint_store(observe::checkpoint_store(&a.checkpoints)?)
             .checkpoint_interval(Duration::from_secs(1))
-            .parallelism(2),
+            .parallelism(2)
+            // Stop requests come through `Stop`, which also covers the set-up above.
+            .handle_signals(false),
     );
-    let region = std::env::var("AWS_REGION").unwrap_or("us-east-1".into());
+    let mut aws = AwsOptions::new();
+    if let Some(endpoint) = &a.endpoint {
+        aws = aws.endpoint_url(endpoint);
+    }
     let source = KinesisSource::builder(&a.stream)
-        .aws(AwsOptions::new().endpoint_url(&a.endpoint).region(region))
+        .aws(aws)
         .start_position(StartPosition::TrimHorizon)
         .build();
     let raw = pipeline.source(
         "clicks",
         source,
-        WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
-            .with_timestamps(event_time_of)
-            .with_idleness(Duration::from_secs(10)),
+        click_watermarks().with_idleness(Duration::from_secs(10)),
     );
     let mut copies = raw.fan_out(2).into_iter();
     let (to_archive, to_analytics) = (copies.next().unwrap(), copies.next().unwrap());
@@ -132,9 +121,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     to_archive.sink(
         "raw-archive",
         S3Sink::<bytes::Bytes>::s3(s3.clone(), &format!("{}/raw", a.s3_prefix))
+            // The sink ends each line itself.
             .encoder(|r, out| {
                 out.extend_from_slice(&r.value);
-                out.push(b'\n');
                 Ok(())
             })
             .compression(Compression::Gzip)
@@ -165,10 +154,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dead-letters",
         S3Sink::s3_dead_letters(s3, &format!("{}/dead-letters", a.s3_prefix)).build()?,
     );
-    let summary = pipeline.run().await?;
-    eprintln!(
-        "primary: stopped after {} records, {} checkpoints, {} rejected",
-        summary.records_in, summary.checkpoints, summary.rejected
-    );
-    Ok(())
+    Ok(pipeline)
 }

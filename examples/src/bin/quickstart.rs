@@ -7,7 +7,7 @@
 //! resumes so that the committed results equal those of an uninterrupted run.
 //!
 //! ```text
-//! cargo run --release -p watershed-examples --bin quickstart -- [--out DIR] [--events N]
+//! cargo run --release -p watershed-examples --no-default-features --bin quickstart -- [--out DIR] [--events N]
 //!     [--rate EVENTS_PER_S] [--parallelism N] [--fresh] [--quiet]
 //! ```
 
@@ -17,67 +17,39 @@ use watershed_core::connectors::{LocalDirSink, StdoutSink};
 use watershed_core::{CheckpointStore, Pipeline, PipelineConfig, WatermarkStrategy};
 use watershed_examples::clickstream::{page_counts, ClickstreamSpec};
 
+/// A brokerless pipeline: a generated clickstream → per-page one-minute view counts, written
+/// exactly once. Kill it at any moment and run it again: it resumes from its last checkpoint.
+#[derive(clap::Parser)]
+#[command(version)]
 struct Args {
+    /// Output directory (results and checkpoints).
+    #[arg(long, default_value = "quickstart-output")]
     out: PathBuf,
+    /// Page views to generate.
+    #[arg(long, default_value_t = ClickstreamSpec::default().events)]
     events: u64,
+    /// Page views per second (default: as fast as it goes).
+    #[arg(long)]
     rate: Option<f64>,
+    /// Parallel instances of the keyed window.
+    #[arg(long, default_value_t = 2)]
     parallelism: usize,
+    /// Start over: delete the output directory first.
+    #[arg(long)]
     fresh: bool,
+    /// Print no results on stdout.
+    #[arg(long)]
     quiet: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        out: PathBuf::from("quickstart-output"),
-        events: ClickstreamSpec::default().events,
-        rate: None,
-        parallelism: 2,
-        fresh: false,
-        quiet: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match a.as_str() {
-            "--out" => args.out = value("--out")?.into(),
-            "--events" => {
-                args.events = value("--events")?
-                    .parse()
-                    .map_err(|e| format!("--events: {e}"))?
-            }
-            "--rate" => {
-                args.rate = Some(
-                    value("--rate")?
-                        .parse()
-                        .map_err(|e| format!("--rate: {e}"))?,
-                )
-            }
-            "--parallelism" => {
-                args.parallelism = value("--parallelism")?
-                    .parse()
-                    .map_err(|e| format!("--parallelism: {e}"))?
-            }
-            "--fresh" => args.fresh = true,
-            "--quiet" => args.quiet = true,
-            "-h" | "--help" => {
-                println!("usage: quickstart [--out DIR] [--events N] [--rate EVENTS_PER_S] [--parallelism N] [--fresh] [--quiet]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
-        }
-    }
-    Ok(args)
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    watershed_examples::lifecycle::init_logging();
+    watershed_examples::lifecycle::exit_with("quickstart", run().await)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("quickstart: {e}");
-            std::process::exit(2);
-        }
-    };
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = <Args as clap::Parser>::parse();
     if args.fresh && args.out.exists() {
         std::fs::remove_dir_all(&args.out)?;
     }

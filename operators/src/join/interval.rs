@@ -1,12 +1,16 @@
 //! Interval join: `left.ts + lower ≤ right.ts ≤ left.ts + upper`, event time, per key.
 
+use crate::key_groups::snapshot_groups;
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
-use watershed_core::{BoxError, Collector, Either, EventTime, Operator, Record};
+use watershed_core::{
+    BoxError, Collector, Either, EventTime, KeyBytes, KeyGroupSnapshot, KeyGroups, Operator, Record,
+};
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
@@ -46,7 +50,7 @@ impl<L, R> Default for Sides<L, R> {
 ///   operator forwarded before it.
 ///
 /// The watermark it reacts to is the minimum of both inputs' (the runtime combines the
-/// watermarks of a union that way, SEMANTICS.md T3).
+/// watermarks of a union that way: the minimum over inputs that are not idle).
 pub struct IntervalJoin<L, R, K> {
     key: KeyFn<Either<L, R>, K>,
     lower: i64,
@@ -275,7 +279,7 @@ impl<L, R, K> Operator for IntervalJoin<L, R, K>
 where
     L: Clone + Serialize + DeserializeOwned + Send + 'static,
     R: Clone + Serialize + DeserializeOwned + Send + 'static,
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + KeyBytes + Serialize + DeserializeOwned + Send + 'static,
 {
     type In = Either<L, R>;
     type Out = (L, Option<R>);
@@ -307,15 +311,7 @@ where
 
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
         // Keys are stored as fields of a list entry, so tuple and unit keys work.
-        let keys = self
-            .keys
-            .iter()
-            .map(|(key, s)| KeyStateRef {
-                key,
-                left: s.left.iter().map(|(t, v)| (*t, v)).collect(),
-                right: s.right.iter().map(|(t, v)| (*t, v)).collect(),
-            })
-            .collect();
+        let keys = self.keys.iter().map(|(key, s)| key_state(key, s)).collect();
         Ok(Some(serde_json::to_vec(&SnapshotRef {
             watermark: self.watermark,
             late: self.late,
@@ -323,16 +319,74 @@ where
         })?))
     }
 
+    /// Each key group as the blob [`snapshot`](Operator::snapshot) writes, restricted to the
+    /// group's keys; the late count goes with the first group of the range only.
+    fn snapshot_key_groups(
+        &mut self,
+        groups: &KeyGroups,
+    ) -> Result<Option<KeyGroupSnapshot>, BoxError> {
+        let (watermark, late) = (self.watermark, self.late);
+        let split = snapshot_groups(groups, self.keys.iter(), |totals, entries| {
+            Ok(serde_json::to_vec(&SnapshotRef {
+                watermark,
+                late: if totals { late } else { 0 },
+                keys: entries.into_iter().map(|(k, s)| key_state(k, s)).collect(),
+            })?)
+        })?;
+        Ok(Some(split))
+    }
+
+    /// The groups' keys together; late counts add up, and the watermark floor is the lowest of
+    /// the groups' (instances of one operator acted on the same watermarks, so they agree).
+    fn restore_key_groups(
+        &mut self,
+        _groups: &KeyGroups,
+        states: &[(u16, Bytes)],
+    ) -> Result<(), BoxError> {
+        self.clear();
+        let mut floor: Option<EventTime> = None;
+        for (_, state) in states {
+            let snap: Snapshot<K, L, R> = serde_json::from_slice(state)?;
+            floor = Some(floor.map_or(snap.watermark, |f| f.min(snap.watermark)));
+            self.late += snap.late;
+            self.insert_keys(snap.keys);
+        }
+        self.watermark = floor.unwrap_or(EventTime::MIN);
+        Ok(())
+    }
+
     /// Restores buffered elements and the watermark the operator had acted on, as a floor: a
     /// replayed element meets the same lateness decision it met before the failure.
     fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
         let snap: Snapshot<K, L, R> = serde_json::from_slice(state)?;
+        self.clear();
         self.watermark = snap.watermark;
         self.late = snap.late;
+        self.insert_keys(snap.keys);
+        Ok(())
+    }
+}
+
+fn key_state<'a, K, L, R>(key: &'a K, s: &'a Sides<L, R>) -> KeyStateRef<'a, K, L, R> {
+    KeyStateRef {
+        key,
+        left: s.left.iter().map(|(t, v)| (*t, v)).collect(),
+        right: s.right.iter().map(|(t, v)| (*t, v)).collect(),
+    }
+}
+
+impl<L: Clone, R: Clone, K: Hash + Eq + Clone> IntervalJoin<L, R, K> {
+    /// Empties the state before a restore.
+    fn clear(&mut self) {
         self.keys.clear();
         self.timers.clear();
         self.buffered = 0;
-        for ks in snap.keys {
+        self.late = 0;
+    }
+
+    /// Adds restored keys' elements and their cleanup timers.
+    fn insert_keys(&mut self, keys: Vec<KeyState<K, L, R>>) {
+        for ks in keys {
             let mut sides = Sides::default();
             for (a, ls) in ks.left {
                 self.buffered += ls.len();
@@ -352,7 +406,6 @@ where
             }
             self.keys.insert(ks.key, sides);
         }
-        Ok(())
     }
 }
 

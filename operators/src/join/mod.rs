@@ -3,7 +3,7 @@
 //!
 //! Each join runs as one keyed operator over the union of both inputs, tagged
 //! [`Either::Left`] / [`Either::Right`]: both sides of a key meet in the same operator
-//! instance, the operator's watermark is the minimum of both inputs' (SEMANTICS.md T3), and
+//! instance, the operator's watermark is the minimum of both inputs' (an idle input does not hold it back), and
 //! checkpoint barriers are aligned across both, so a join's state is consistent with both
 //! inputs' positions. The user guide with runnable snippets is `docs/joins.md`.
 //!
@@ -37,7 +37,9 @@ use serde::Serialize;
 use std::hash::Hash;
 use std::sync::Arc;
 use thiserror::Error;
-use watershed_core::{Collector, Either, FnOperator, KeyedStream, Record, Stream, WindowAssigner};
+use watershed_core::{
+    Collector, Either, FnOperator, KeyBytes, KeyedStream, Record, Stream, WindowAssigner,
+};
 
 /// An invalid join configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -88,7 +90,7 @@ pub trait JoinOps<L: Send + 'static, K>: Sized {
 impl<L, K> JoinOps<L, K> for KeyedStream<L, K>
 where
     L: Send + 'static,
-    K: Hash + Send + 'static,
+    K: Hash + KeyBytes + Send + 'static,
 {
     fn interval_join<R: Send + 'static>(
         self,
@@ -136,7 +138,7 @@ struct Inputs<L: Send + 'static, R: Send + 'static, K> {
     name: Option<String>,
 }
 
-impl<L: Send + 'static, R: Send + 'static, K: Hash + Send + 'static> Inputs<L, R, K> {
+impl<L: Send + 'static, R: Send + 'static, K: Hash + KeyBytes + Send + 'static> Inputs<L, R, K> {
     fn new(left: KeyedStream<L, K>, right: KeyedStream<R, K>) -> Self {
         Inputs {
             left,
@@ -216,7 +218,7 @@ impl<L, R, K> IntervalJoinBuilder<L, R, K>
 where
     L: Clone + Serialize + DeserializeOwned + Send + 'static,
     R: Clone + Serialize + DeserializeOwned + Send + 'static,
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + KeyBytes + Serialize + DeserializeOwned + Send + 'static,
 {
     shared_settings!();
 
@@ -287,7 +289,7 @@ impl<L, R, K, W> WindowJoinBuilder<L, R, K, W>
 where
     L: Clone + Serialize + DeserializeOwned + Send + 'static,
     R: Clone + Serialize + DeserializeOwned + Send + 'static,
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + KeyBytes + Serialize + DeserializeOwned + Send + 'static,
     W: WindowAssigner + Clone,
 {
     shared_settings!();
@@ -330,7 +332,7 @@ impl<S, C, K, V> TableJoinBuilder<S, C, K, V>
 where
     S: Send + 'static,
     C: Send + 'static,
-    K: Hash + Eq + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + KeyBytes + Serialize + DeserializeOwned + Send + 'static,
     V: Clone + Serialize + DeserializeOwned + Send + 'static,
 {
     shared_settings!();

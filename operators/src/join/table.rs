@@ -2,12 +2,16 @@
 //! table keeps the latest value per key, and each element of the other input joins the value
 //! its key has when the element arrives.
 
+use crate::key_groups::snapshot_groups;
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::hash::Hash;
 use std::sync::Arc;
-use watershed_core::{BoxError, Collector, Either, Operator, Record};
+use watershed_core::{
+    BoxError, Collector, Either, KeyBytes, KeyGroupSnapshot, KeyGroups, Operator, Record,
+};
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 type ValueFn<C, V> = Arc<dyn Fn(C) -> Option<V> + Send + Sync>;
@@ -61,7 +65,7 @@ impl<S, C, K, V> Operator for TableJoin<S, C, K, V>
 where
     S: Send + 'static,
     C: Send + 'static,
-    K: Hash + Eq + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + KeyBytes + Serialize + DeserializeOwned + Send + 'static,
     V: Clone + Serialize + DeserializeOwned + Send + 'static,
 {
     type In = Either<S, C>;
@@ -116,6 +120,31 @@ where
     fn restore(&mut self, state: &[u8]) -> Result<(), BoxError> {
         let pairs: Vec<(K, V)> = serde_json::from_slice(state)?;
         self.table = pairs.into_iter().collect();
+        Ok(())
+    }
+
+    /// Each key group as the blob [`snapshot`](Operator::snapshot) writes, restricted to the
+    /// group's keys.
+    fn snapshot_key_groups(
+        &mut self,
+        groups: &KeyGroups,
+    ) -> Result<Option<KeyGroupSnapshot>, BoxError> {
+        let split = snapshot_groups(groups, self.table.iter(), |_, pairs| {
+            Ok(serde_json::to_vec(&pairs)?)
+        })?;
+        Ok(Some(split))
+    }
+
+    fn restore_key_groups(
+        &mut self,
+        _groups: &KeyGroups,
+        states: &[(u16, Bytes)],
+    ) -> Result<(), BoxError> {
+        self.table.clear();
+        for (_, state) in states {
+            let pairs: Vec<(K, V)> = serde_json::from_slice(state)?;
+            self.table.extend(pairs);
+        }
         Ok(())
     }
 }

@@ -2,8 +2,8 @@
 //! window fires.
 //!
 //! It is a window aggregation over the union of both inputs whose accumulator keeps each side's
-//! elements ([`JoinPanes`]), so it inherits the window operator's rules (SEMANTICS.md W1–W4,
-//! T6, T7 with allowed lateness 0): windows fire at `W ≥ end − 1`, an element whose windows
+//! elements ([`JoinPanes`]), so it inherits the window operator's rules (window assignment, firing and
+//! lateness, with allowed lateness 0): windows fire at `W ≥ end − 1`, an element whose windows
 //! have all fired is late and dropped, and sessions merge over the elements of *both* inputs
 //! (as Flink's window join, a co-group of the union).
 

@@ -1,15 +1,15 @@
 //! Helpers shared by the broker tests: a client for the local Kinesis-API server, fresh
-//! streams, writing through `KinesisSink`, and running a pipeline until it collected enough.
+//! streams, writing through `KinesisSink`, running a pipeline until it collected enough, and
+//! resharding a stream while it is read.
 #![allow(dead_code)]
 
-use aws_config::BehaviorVersion;
-use aws_sdk_kinesis::config::{Credentials, Region};
 use aws_sdk_kinesis::types::StreamStatus;
 use aws_sdk_kinesis::Client;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use watershed_core::connectors::CollectSink;
 use watershed_core::connectors::GeneratorSource;
 use watershed_core::{
@@ -17,56 +17,29 @@ use watershed_core::{
     Record, RunSummary, ShutdownHandle, WatermarkStrategy,
 };
 use watershed_source_kinesis::{AwsOptions, KinesisSink, KinesisSource, StartPosition};
+use watershed_testkit::clients::kinesis_client;
+use watershed_testkit::env::{aws_access_key_id, aws_region, aws_secret_access_key};
 
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 
-pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-pub fn endpoint() -> String {
-    env_or("WATERSHED_KINESIS_ENDPOINT", "http://127.0.0.1:4568")
-}
+#[allow(unused_imports)] // each test file uses a part
+pub use watershed_testkit::env::{env_or, kinesis_endpoint as endpoint, unique};
 
 /// Connection settings for the local server at `endpoint`.
 pub fn aws_at(endpoint: &str) -> AwsOptions {
     AwsOptions::new()
         .endpoint_url(endpoint)
-        .region(env_or("AWS_REGION", "us-east-1"))
-        .static_credentials(
-            env_or("AWS_ACCESS_KEY_ID", "test"),
-            env_or("AWS_SECRET_ACCESS_KEY", "test"),
-        )
+        .region(aws_region())
+        .static_credentials(aws_access_key_id(), aws_secret_access_key())
 }
 
 pub fn aws() -> AwsOptions {
     aws_at(&endpoint())
 }
 
+/// A client of the local Kinesis-API server.
 pub async fn client() -> Client {
-    let credentials = Credentials::new(
-        env_or("AWS_ACCESS_KEY_ID", "test"),
-        env_or("AWS_SECRET_ACCESS_KEY", "test"),
-        None,
-        None,
-        "watershed-test",
-    );
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new(env_or("AWS_REGION", "us-east-1")))
-        .credentials_provider(credentials)
-        .load()
-        .await;
-    Client::new(&config)
-}
-
-/// A name no earlier run used, so tests never see each other's data.
-pub fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
+    kinesis_client().await
 }
 
 /// A fresh stream that is deleted when the guard drops (kinesis-mock holds 50 shards in all).
@@ -77,8 +50,13 @@ pub struct TestStream {
 
 impl TestStream {
     pub async fn create(prefix: &str, shards: i32) -> TestStream {
+        TestStream::create_named(&unique(prefix), shards).await
+    }
+
+    /// A stream of exactly this name (which must not exist).
+    pub async fn create_named(name: &str, shards: i32) -> TestStream {
         let client = client().await;
-        let name = unique(prefix);
+        let name = name.to_owned();
         client
             .create_stream()
             .stream_name(&name)
@@ -410,4 +388,128 @@ pub fn assert_once_and_ordered(seen: &[Seen], expected: usize) {
             assert!(prev < index, "key {key}: record {index} read after {prev}");
         }
     }
+}
+
+/// Per shard, the sequence numbers in `seen` are exactly the shard's content (no gap, no
+/// repeat), as a raw GetRecords read from TRIM_HORIZON returns it.
+pub async fn assert_each_shard_read_exactly(stream: &TestStream, seen: &[Seen]) {
+    let mut by_shard: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in seen {
+        by_shard.entry(&s.0).or_default().push(&s.1);
+    }
+    for (shard, read) in by_shard {
+        let raw: Vec<String> = read_shard_raw(&stream.client, &stream.name, shard)
+            .await
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(
+            read, raw,
+            "shard {shard}: the runs together read the shard exactly"
+        );
+    }
+}
+
+/// Writes three phases of `PHASE` records to a one-shard stream: before a split of the shard,
+/// between the split and a merge of its two children, and after the merge. `before_split` runs
+/// between the first phase and the split.
+pub async fn write_through_split_and_merge(
+    stream: &TestStream,
+    before_split: impl Future<Output = ()>,
+) {
+    write(aws(), &stream.name, &keyed_records(PHASE, 20, 0)).await;
+    before_split.await;
+    let parent = stream.open_shards().await.remove(0).0;
+    stream
+        .client
+        .split_shard()
+        .stream_name(&stream.name)
+        .shard_to_split(&parent)
+        // The middle of the 128-bit hash key space.
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .expect("SplitShard");
+    stream.wait_active().await;
+    write(aws(), &stream.name, &keyed_records(PHASE, 20, PHASE)).await;
+
+    let children = stream.open_shards().await;
+    assert_eq!(children.len(), 2, "the split made two open children");
+    stream
+        .client
+        .merge_shards()
+        .stream_name(&stream.name)
+        .shard_to_merge(&children[0].0)
+        .adjacent_shard_to_merge(&children[1].0)
+        .send()
+        .await
+        .expect("MergeShards");
+    stream.wait_active().await;
+    write(aws(), &stream.name, &keyed_records(PHASE, 20, 2 * PHASE)).await;
+}
+
+/// Records written in each phase of [`write_through_split_and_merge`].
+pub const PHASE: usize = 400;
+
+/// Every record of the three phases read once, in order, from all four shards.
+pub fn assert_resharded_read(seen: &[Seen], summary: &watershed_core::RunSummary) {
+    assert_once_and_ordered(seen, 3 * PHASE);
+    assert_eq!(summary.records_in, 3 * PHASE as u64);
+    let shards: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        shards.len(),
+        4,
+        "parent, two children and the merged shard were read"
+    );
+}
+
+/// Runs `source` while `stream` goes through a split and a merge, and checks the read. With
+/// `read_before_split`, the split waits until the source returned a record of the first phase,
+/// so the parent is open and being read when it closes.
+pub async fn reshard_while_reading(
+    stream: &TestStream,
+    source: KinesisSource,
+    id: &str,
+    read_before_split: bool,
+) {
+    let collected = CollectSink::new();
+    let running = start_reading(id, source, &collected, |n| n >= 3 * PHASE);
+    let first_read = {
+        let collected = collected.clone();
+        async move {
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            while read_before_split && collected.records().is_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "nothing read before the split"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    write_through_split_and_merge(stream, first_read).await;
+    let summary = running.finish().await;
+    assert_resharded_read(&collected.values(), &summary);
+}
+
+/// Writes a split then a merge of a one-shard stream before any source starts (the whole
+/// lineage is listed at the start), reads it with `make_source` and checks the resharded read.
+pub async fn read_split_and_merged_stream(
+    prefix: &str,
+    id: &str,
+    make_source: impl FnOnce(&str) -> KinesisSource,
+) {
+    let stream = TestStream::create(prefix, 1).await;
+    write_through_split_and_merge(&stream, async {}).await;
+    let collected = CollectSink::new();
+    let summary = read(
+        id,
+        &CheckpointStore::memory(),
+        make_source(&stream.name),
+        &collected,
+        |n| n >= 3 * PHASE,
+    )
+    .await;
+    assert_resharded_read(&collected.values(), &summary);
+    stream.delete().await;
 }
