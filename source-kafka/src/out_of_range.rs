@@ -11,7 +11,9 @@
 use crate::error::KafkaError;
 use crate::rebalance::SourceContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use std::time::Duration;
+use rdkafka::{Offset as RdOffset, TopicPartitionList};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// What a [`KafkaSource`](crate::KafkaSource) does when a position it resumes from (restored
 /// checkpoint or group commit) is outside the partition's log.
@@ -51,26 +53,72 @@ impl OutOfRange {
     }
 }
 
-/// How long the watermark query of one partition may take.
-const WATERMARKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The log range (start, end) of each partition of `parts`, in two batched requests (the
+/// earliest and the latest offsets) whatever the number of partitions, within `timeout`.
+/// Partitions the brokers did not answer for are missing from the result.
+pub(crate) fn watermarks(
+    consumer: &BaseConsumer<SourceContext>,
+    parts: &[(String, i32)],
+    timeout: Duration,
+) -> HashMap<(String, i32), (i64, i64)> {
+    let deadline = Instant::now() + timeout;
+    // ListOffsets takes timestamps; -2 and -1 (librdkafka's Beginning and End) ask for the
+    // earliest and the latest offset, as librdkafka's own watermark query does.
+    let ask = |at: RdOffset| {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in parts {
+            let _ = tpl.add_partition_offset(topic, *partition, at);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        consumer.offsets_for_times(tpl, left)
+    };
+    let found = ask(RdOffset::Beginning).and_then(|low| ask(RdOffset::End).map(|high| (low, high)));
+    let (low, high) = match found {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::warn!(error = %e, partitions = parts.len(), "kafka: reading the partitions' log ranges failed; resuming at the positions unchecked");
+            return HashMap::new();
+        }
+    };
+    let offset = |tpl: &TopicPartitionList, topic: &str, partition: i32| {
+        tpl.find_partition(topic, partition)
+            .filter(|e| e.error().is_ok())
+            .and_then(|e| match e.offset() {
+                RdOffset::Offset(o) => Some(o),
+                _ => None,
+            })
+    };
+    parts
+        .iter()
+        .filter_map(|(topic, partition)| {
+            let range = (
+                offset(&low, topic, *partition)?,
+                offset(&high, topic, *partition)?,
+            );
+            Some(((topic.clone(), *partition), range))
+        })
+        .collect()
+}
 
-/// `next` (the offset to read next on `topic`/`partition`) if it lies within the log, else
-/// what the policy makes of it: another offset, or `None` after recording the failure in the
-/// context (the source's next poll returns it). A watermark query that fails keeps `next`:
-/// `auto.offset.reset=error` still stops a silent reset.
+/// `next` (the offset to read next on `topic`/`partition`) if it lies within the log (`range`,
+/// from [`watermarks`]), else what the policy makes of it: another offset, or `None` after
+/// recording the failure in the context (the source's next poll returns it). An unknown range
+/// keeps `next`: `auto.offset.reset=error` still stops a silent reset.
 pub(crate) fn in_range(
     consumer: &BaseConsumer<SourceContext>,
     topic: &str,
     partition: i32,
     next: i64,
+    range: Option<(i64, i64)>,
 ) -> Option<i64> {
     let context = consumer.context();
-    let (low, high) = match consumer.fetch_watermarks(topic, partition, WATERMARKS_TIMEOUT) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(topic, partition, error = %e, "kafka: reading the partition's watermarks failed; resuming at the position unchecked");
-            return Some(next);
-        }
+    let Some((low, high)) = range else {
+        tracing::warn!(
+            topic,
+            partition,
+            "kafka: the partition's log range is unknown; resuming at the position unchecked"
+        );
+        return Some(next);
     };
     if (low..=high).contains(&next) {
         return Some(next);
