@@ -31,7 +31,8 @@ pub(crate) struct SourceContext {
     pub(crate) restored: Mutex<KafkaPosition>,
     pub(crate) changes: Mutex<Vec<Change>>,
     /// Whether cooperative revocations wait for a checkpoint; off while the source closes, as
-    /// librdkafka's close waits for the unassign call and no checkpoint will come.
+    /// librdkafka's close waits for the unassign call and no checkpoint will come. Off also
+    /// means "closing" to an assignment, which then is not resolved.
     pub(crate) hand_over: AtomicBool,
     /// Set when `changes` holds notes: the poll loop looks at the notes only then, without
     /// taking the lock on every poll.
@@ -113,6 +114,20 @@ impl ConsumerContext for SourceContext {
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS if !self.hand_over.load(Ordering::Acquire) => {
+                // The source is closing (a stop during the group join): nothing will read
+                // these partitions, and the group coordinator no longer answers offset reads
+                // of a leaving member, so resolving start positions would only hold up the
+                // close by its full timeout. librdkafka still wants the assign call.
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "kafka: assigning partitions while closing failed");
+                }
+            }
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut restored = self.restored.lock().expect("restored lock");
                 let mut starts: Vec<(String, i32, Option<i64>)> = parts
