@@ -70,6 +70,11 @@ brokers_keep_kafka_data() {
 
 started="$(date +%s)"
 status=0
+# Headless Chromium for the status page's browser test (examples/tests/status_page.rs), and
+# the alert rules' unit tests, which also install the Prometheus server that
+# examples/tests/prometheus_alerts.rs runs.
+"$ROOT/scripts/chromium" >/dev/null || { status=$?; echo "[test.sh] scripts/chromium failed ($status)" >&2; }
+"$ROOT/scripts/prometheus" check || { status=$?; echo "[test.sh] scripts/prometheus check failed ($status)" >&2; }
 cargo test --workspace --no-fail-fast -- --include-ignored "$@" || status=$?
 echo "[test.sh] cargo test exited with $status after $(($(date +%s) - started)) s" >&2
 if (($# == 0)); then

@@ -37,7 +37,8 @@ pub use error::{BoxError, Error, Result};
 pub use key_group::{KeyBytes, KeyGroupRange, KeyGroupSnapshot, KeyGroups};
 pub use operator::{Collector, Operator};
 pub use pipeline::{
-    Either, FnOperator, KeyedStream, Pipeline, PipelineConfig, RunSummary, ShutdownHandle, Stream,
+    EdgeDescription, Either, FnOperator, KeyedStream, NodeDescription, NodeKind, Pipeline,
+    PipelineConfig, PipelineDescription, RunSummary, ShutdownHandle, Stream, Transport,
 };
 pub use record::{
     Batch, Header, Headers, Offset, Origin, Record, SequenceNumber, SplitId, SplitRef,

@@ -1,17 +1,59 @@
-//! What the examples show while they run: a Prometheus endpoint and a progress line.
+//! What the examples show while they run: a status page (with the Prometheus metrics at
+//! `/metrics`) and a progress line.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use watershed_core::PipelineDescription;
 
-/// Serves every metric at `http://<addr>/metrics` (Prometheus text format).
-pub fn serve_metrics(addr: SocketAddr) -> Result<PrometheusHandle, Box<dyn std::error::Error>> {
-    let (recorder, exporter) = PrometheusBuilder::new().with_http_listener(addr).build()?;
+/// Bounds (seconds) of `watershed_end_to_end_latency_seconds`: fine below a second, and the
+/// ADR's lag thresholds, 30 s (warning) and 60 s (page), as bounds of their own so
+/// `histogram_quantile` answers "above 30 s / 60 s?" exactly instead of interpolating.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0,
+];
+
+/// Bounds (seconds) of `watershed_checkpoint_duration_seconds`: a checkpoint every second
+/// takes tens of milliseconds; one of 30 s or 60 s holds back every sink's output as long as
+/// the lag thresholds allow, so those are bounds too.
+pub const CHECKPOINT_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The Prometheus recorder of the examples: histograms with [`LATENCY_BUCKETS`] and
+/// [`CHECKPOINT_BUCKETS`] (summaries for the others), no listener of its own.
+pub fn prometheus_builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("watershed_end_to_end_latency_seconds".into()),
+            &LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("watershed_checkpoint_duration_seconds".into()),
+            &CHECKPOINT_BUCKETS,
+        )
+}
+
+/// Records every metric from now on, so what the set-up reports before the pipeline runs is
+/// kept; [`serve_status`] serves them once the pipeline is built.
+pub fn install_recorder() -> Result<PrometheusHandle, Box<dyn std::error::Error>> {
+    let recorder = prometheus_builder()?.build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)?;
-    tokio::spawn(exporter);
     Ok(handle)
+}
+
+/// Serves the status page of `graph` at `http://<addr>/`, and every metric at
+/// `http://<addr>/metrics` (Prometheus text format). Returns the address it listens on.
+pub async fn serve_status(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    graph: PipelineDescription,
+) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+    Ok(watershed_status::StatusPage::new(handle, graph)
+        .serve(addr)
+        .await?)
 }
 
 fn sum_of(rendered: &str, name: &str) -> f64 {
@@ -105,4 +147,32 @@ pub fn checkpoint_store(
         std::sync::Arc::new(store),
         prefix,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rule: the lag thresholds of the ADR (30 s, 60 s) are bucket bounds of both histograms.
+    #[test]
+    fn thirty_and_sixty_seconds_are_bucket_bounds() {
+        let recorder = prometheus_builder().unwrap().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!("watershed_end_to_end_latency_seconds", "node" => "s").record(31.0);
+            metrics::histogram!("watershed_checkpoint_duration_seconds", "pipeline" => "p")
+                .record(0.02);
+        });
+        let text = recorder.handle().render();
+        for name in [
+            "watershed_end_to_end_latency_seconds_bucket",
+            "watershed_checkpoint_duration_seconds_bucket",
+        ] {
+            for bound in ["le=\"30\"", "le=\"60\""] {
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with(name) && l.contains(bound));
+                assert!(line.is_some(), "{name} {bound} in:\n{text}");
+            }
+        }
+    }
 }

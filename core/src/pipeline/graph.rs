@@ -1,6 +1,7 @@
 //! The graph a pipeline is built into before it runs: named task factories, and the stages
 //! (operator, sink) each factory builds once the restored checkpoint is known.
 
+use super::describe::PipelineDescription;
 use crate::checkpoint::key_group_states;
 use crate::dead_letter::DeadLetter;
 use crate::error::{Error, Result};
@@ -29,6 +30,9 @@ pub(super) struct Graph {
     pub(super) sources: usize,
     pub(super) live_streams: usize,
     pub(super) error: Option<Error>,
+    /// What [`Pipeline::describe`](super::Pipeline::describe) returns, recorded as the graph
+    /// is built (the task factories above cannot be inspected).
+    pub(super) description: PipelineDescription,
 }
 
 impl Graph {

@@ -1,5 +1,6 @@
 //! [`KeyedStream`]: a stream partitioned by key, and which instance a key belongs to.
 
+use super::describe::{NodeKind, Transport};
 use super::graph::operator_stage;
 use super::stream::Stream;
 use crate::config::PipelineConfig;
@@ -77,12 +78,16 @@ impl<T: Send + 'static, K: KeyBytes + Send + 'static> KeyedStream<T, K> {
             // One instance needs no shuffle; it chains onto its upstream like any operator.
             return stream.apply_stage(&format!("{name}.0"), make(0), Some(keyed(0)));
         }
+        let shuffle = format!("{name}.shuffle");
+        let channel = Transport::Channel;
+        stream.describe_consumer(&shuffle, NodeKind::Exchange, vec![shuffle.clone()], channel);
+        let instances = (0..n).map(|i| format!("{name}.{i}")).collect();
+        describe_behind_exchange(&stream, &shuffle, name, instances);
         let inputs = stream.take_inputs();
         let mut parts: Vec<Inputs<T>> = Vec::with_capacity(n);
         {
             let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(cap)).unzip();
             let outs = txs.into_iter().map(Output::Channel).collect();
-            let shuffle = format!("{name}.shuffle");
             stream.push_task(
                 &shuffle,
                 Box::new(move |_| {
@@ -117,6 +122,20 @@ impl<T: Send + 'static, K: KeyBytes + Send + 'static> KeyedStream<T, K> {
             );
             outs.push(rx);
         }
-        stream.derive(outs)
+        stream.derive(outs, vec![name.to_string()])
     }
+}
+
+/// Records the keyed operator `name`, fed by its exchange `shuffle`.
+fn describe_behind_exchange<T: Send + 'static>(
+    stream: &Stream<T>,
+    shuffle: &str,
+    name: &str,
+    instances: Vec<String>,
+) {
+    let mut g = stream.graph.lock().expect("graph lock");
+    g.description
+        .add_node(name, NodeKind::KeyedOperator, instances);
+    g.description
+        .add_edges(&[shuffle.to_string()], name, Transport::Partitioned);
 }

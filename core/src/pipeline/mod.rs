@@ -1,5 +1,6 @@
 //! The typed pipeline API: build a graph of sources, operators and sinks, then run it.
 
+mod describe;
 mod graph;
 mod keyed;
 mod run;
@@ -8,6 +9,7 @@ mod stream;
 pub use crate::config::PipelineConfig;
 pub use crate::operator::FnOperator;
 pub use crate::runtime::summary::RunSummary;
+pub use describe::{EdgeDescription, NodeDescription, NodeKind, PipelineDescription, Transport};
 pub use keyed::KeyedStream;
 pub use stream::{Either, Stream};
 
@@ -141,6 +143,8 @@ impl Pipeline {
         let mut g = self.graph.lock().expect("graph lock");
         g.claim(name);
         g.sources += 1;
+        g.description
+            .add_node(name, NodeKind::Source, vec![name.to_string()]);
         drop(g);
         Stream::new(
             self.graph.clone(),
@@ -149,7 +153,18 @@ impl Pipeline {
                 name: name.to_string(),
                 build,
             },
+            vec![name.to_string()],
         )
+    }
+
+    /// The graph built so far: every source, operator, exchange and sink with its kind and
+    /// parallelism, and the streams between them (as Kafka Streams' `Topology::describe`).
+    /// Its `Display` is stable text for logs and tests; it serialises for tools (the status
+    /// page draws it). Nothing connects or runs: call it before [`run`](Pipeline::run).
+    pub fn describe(&self) -> PipelineDescription {
+        let mut description = self.graph.lock().expect("graph lock").description.clone();
+        description.pipeline = self.config.id.clone();
+        description
     }
 
     /// Sets the dead-letter sink: rejected records go there with their reason (see
@@ -180,6 +195,8 @@ impl Pipeline {
         });
         let mut g = self.graph.lock().expect("graph lock");
         g.claim(name);
+        g.description
+            .add_node(name, NodeKind::DeadLetter, vec![name.to_string()]);
         g.dead_letter = Some((name.to_string(), factory));
     }
 }

@@ -1,5 +1,6 @@
 //! [`Stream`]: a typed stream between two nodes, and the operations that build on it.
 
+use super::describe::{NodeKind, Transport};
 use super::graph::{operator_stage, sink_stage, Graph};
 use super::keyed::KeyedStream;
 use crate::config::PipelineConfig;
@@ -42,6 +43,8 @@ pub struct Stream<T: Send + 'static> {
     pub(super) graph: Arc<Mutex<Graph>>,
     pub(super) config: Arc<PipelineConfig>,
     head: Option<Head<T>>,
+    /// The described nodes whose output this stream carries (several after a union).
+    pub(super) from: Vec<String>,
 }
 
 impl<T: Send + 'static> Drop for Stream<T> {
@@ -63,6 +66,10 @@ impl<T: Send + 'static> Drop for Stream<T> {
         if let Ok(mut g) = self.graph.lock() {
             g.counter += 1;
             let name = format!("discard-{}", g.counter);
+            g.description
+                .add_node(&name, NodeKind::Discard, vec![name.clone()]);
+            g.description
+                .add_edges(&self.from, &name, Transport::Channel);
             g.tasks.push((name, factory));
         }
     }
@@ -73,20 +80,51 @@ impl<T: Send + 'static> Stream<T> {
         graph: Arc<Mutex<Graph>>,
         config: Arc<PipelineConfig>,
         head: Head<T>,
+        from: Vec<String>,
     ) -> Self {
         graph.lock().expect("graph lock").live_streams += 1;
         Stream {
             graph,
             config,
             head: Some(head),
+            from,
         }
     }
 
+    /// A stream of the same pipeline fed by `rxs`, carrying the output of the nodes `from`.
     pub(super) fn derive<U: Send + 'static>(
         &self,
         rxs: Vec<mpsc::Receiver<Message<U>>>,
+        from: Vec<String>,
     ) -> Stream<U> {
-        Stream::new(self.graph.clone(), self.config.clone(), Head::Channels(rxs))
+        Stream::new(
+            self.graph.clone(),
+            self.config.clone(),
+            Head::Channels(rxs),
+            from,
+        )
+    }
+
+    /// How the next node will receive this stream: in the same task while the producing task
+    /// has no output yet, else through a channel.
+    fn next_transport(&self) -> Transport {
+        match self.head {
+            Some(Head::Pending { .. }) => Transport::Chained,
+            _ => Transport::Channel,
+        }
+    }
+
+    /// Records node `name` as consuming this stream by `transport`.
+    pub(super) fn describe_consumer(
+        &self,
+        name: &str,
+        kind: NodeKind,
+        instances: Vec<String>,
+        transport: Transport,
+    ) {
+        let mut g = self.graph.lock().expect("graph lock");
+        g.description.add_node(name, kind, instances);
+        g.description.add_edges(&self.from, name, transport);
     }
 
     /// Attaches a channel to a pending head (starting its task) and returns the receivers.
@@ -148,6 +186,14 @@ impl<T: Send + 'static> Stream<T> {
         keyed: Option<Keyed>,
     ) -> Stream<O::Out> {
         self.graph.lock().expect("graph lock").claim(name);
+        // A keyed operator of one instance runs here, named `operator.0`; it is described
+        // under its operator's name like any keyed operator.
+        let (described, kind) = match &keyed {
+            Some(k) => (k.operator.clone(), NodeKind::KeyedOperator),
+            None => (name.to_string(), NodeKind::Operator),
+        };
+        let transport = self.next_transport();
+        self.describe_consumer(&described, kind, vec![name.to_string()], transport);
         let node = name.to_string();
         let head = match self.head.take() {
             Some(Head::Pending {
@@ -176,14 +222,20 @@ impl<T: Send + 'static> Stream<T> {
                 }
             }
         };
-        Stream::new(self.graph.clone(), self.config.clone(), head)
+        Stream::new(
+            self.graph.clone(),
+            self.config.clone(),
+            head,
+            vec![described],
+        )
     }
 
     /// Ends the current chain: what follows runs in its own task, behind a bounded channel (to
     /// spread CPU-heavy steps over cores, as Flink's `startNewChain`).
     pub fn start_new_chain(mut self) -> Stream<T> {
         let rxs = self.materialize();
-        self.derive(rxs)
+        let from = std::mem::take(&mut self.from);
+        self.derive(rxs, from)
     }
 
     /// Merges two streams of the same type. Watermarks combine as the minimum; checkpoint
@@ -191,7 +243,9 @@ impl<T: Send + 'static> Stream<T> {
     pub fn union(mut self, mut other: Stream<T>) -> Stream<T> {
         let mut rxs = self.materialize();
         rxs.append(&mut other.materialize());
-        self.derive(rxs)
+        let mut from = std::mem::take(&mut self.from);
+        from.append(&mut other.from);
+        self.derive(rxs, from)
     }
 
     /// Partitions the stream by key: records with equal keys go to the same instance of the next
@@ -212,6 +266,8 @@ impl<T: Send + 'static> Stream<T> {
     /// checkpoints). The sink runs in the task of the operator or source before it when that
     /// one feeds only this stream.
     pub fn sink<S: Sink<Item = T>>(mut self, name: &str, sink: S) {
+        let transport = self.next_transport();
+        self.describe_consumer(name, NodeKind::Sink, vec![name.to_string()], transport);
         let node = name.to_string();
         let (task, factory): (String, TaskFactory) = match self.head.take() {
             Some(Head::Pending {
@@ -254,14 +310,22 @@ impl<T: Send + 'static> Stream<T> {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..n)
             .map(|_| mpsc::channel(self.config.channel_capacity))
             .unzip();
-        let inputs = self.take_inputs();
         let name = self.auto_name("fan-out");
+        self.describe_consumer(
+            &name,
+            NodeKind::FanOut,
+            vec![name.clone()],
+            Transport::Channel,
+        );
+        let inputs = self.take_inputs();
         let outs = txs.into_iter().map(Output::Channel).collect();
         self.push_task(
             &name,
             Box::new(move |_| Ok(tasks::fan_out(inputs, outs).boxed())),
         );
-        rxs.into_iter().map(|rx| self.derive(vec![rx])).collect()
+        rxs.into_iter()
+            .map(|rx| self.derive(vec![rx], vec![name.clone()]))
+            .collect()
     }
 }
 
@@ -270,8 +334,14 @@ impl<L: Send + 'static, R: Send + 'static> Stream<Either<L, R>> {
     pub fn split(mut self) -> (Stream<L>, Stream<R>) {
         let (ltx, lrx) = mpsc::channel(self.config.channel_capacity);
         let (rtx, rrx) = mpsc::channel(self.config.channel_capacity);
-        let mut inputs = self.take_inputs();
         let name = self.auto_name("split");
+        self.describe_consumer(
+            &name,
+            NodeKind::Split,
+            vec![name.clone()],
+            Transport::Channel,
+        );
+        let mut inputs = self.take_inputs();
         let (mut left, mut right) = (Output::Channel(ltx), Output::Channel(rtx));
         let factory: TaskFactory = Box::new(move |_| {
             Ok(async move {
@@ -331,6 +401,10 @@ impl<L: Send + 'static, R: Send + 'static> Stream<Either<L, R>> {
             .boxed())
         });
         self.push_task(&name, factory);
-        (self.derive(vec![lrx]), self.derive(vec![rrx]))
+        let from = vec![name];
+        (
+            self.derive(vec![lrx], from.clone()),
+            self.derive(vec![rrx], from),
+        )
     }
 }

@@ -14,7 +14,8 @@
 //! cargo run --release -p watershed-examples --bin hybrid -- --input clicks --output page-stats
 //! ```
 //! Options: `--brokers`, `--input`, `--output`, `--group`, `--id`, `--s3-prefix`, `--categories KEY`,
-//! `--checkpoints DIR|s3://BUCKET/PREFIX`, `--metrics 127.0.0.1:9464|off`. S3: see `observe::s3_client` (the AWS
+//! `--checkpoints DIR|s3://BUCKET/PREFIX`, `--metrics 127.0.0.1:9464|off` (the status page:
+//! docs/status.md), `--describe` (print the graph, exit). S3: see `observe::s3_client` (the AWS
 //! default chain; `scripts/run-example` points it at the local server). Logs: `RUST_LOG`.
 
 use std::process::ExitCode;
@@ -64,9 +65,13 @@ struct Args {
     /// Checkpoint store: a local directory or s3://BUCKET/PREFIX.
     #[arg(long, default_value = "hybrid-output/checkpoints")]
     checkpoints: String,
-    /// Prometheus metrics address, or `off`.
+    /// Status page address (the graph with live rates, lag and checkpoints at `/`,
+    /// Prometheus metrics at `/metrics`), or `off`.
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics: MetricsAddr,
+    /// Print the pipeline's graph (`Pipeline::describe`) and exit without running it.
+    #[arg(long)]
+    describe: bool,
 }
 
 /// The output topic must exist before transactions write to it (brokers here do not create
@@ -111,16 +116,21 @@ async fn create_topic_if_missing(
 async fn main() -> ExitCode {
     lifecycle::init_logging();
     let a = <Args as clap::Parser>::parse();
+    if a.describe {
+        let described = build(&a).await.map(|p| print!("{}", p.describe()));
+        return lifecycle::exit_with("hybrid", described);
+    }
     lifecycle::exit_with("hybrid", lifecycle::serve("hybrid", build(&a)).await)
 }
 
 /// Everything before the pipeline runs: metrics, the output topic, S3, the reference table,
 /// and the pipeline itself.
 async fn build(a: &Args) -> Result<Pipeline, Box<dyn std::error::Error>> {
-    if let Some(addr) = a.metrics.0 {
-        let handle = observe::serve_metrics(addr)?;
-        observe::print_progress(handle, "hybrid");
-    }
+    // Recording starts before the set-up, which reports too; the page needs the built graph.
+    let recorder = match a.metrics.0 {
+        Some(addr) if !a.describe => Some((addr, observe::install_recorder()?)),
+        _ => None,
+    };
     create_topic_if_missing(&a.brokers, &a.output).await?;
     let s3 = Arc::new(observe::s3_client()?);
     let categories =
@@ -172,5 +182,9 @@ async fn build(a: &Args) -> Result<Pipeline, Box<dyn std::error::Error>> {
         "dead-letters",
         S3Sink::s3_dead_letters(s3, &format!("{}/dead-letters", a.s3_prefix)).build()?,
     );
+    if let Some((addr, handle)) = recorder {
+        observe::serve_status(addr, handle.clone(), pipeline.describe()).await?;
+        observe::print_progress(handle, "hybrid");
+    }
     Ok(pipeline)
 }

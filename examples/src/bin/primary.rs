@@ -21,8 +21,9 @@
 //! ```
 //! Options: `--stream`, `--endpoint` (default `$WATERSHED_KINESIS_ENDPOINT`, else the AWS
 //! default), `--id`, `--s3-prefix`, `--categories KEY`, `--checkpoints DIR|s3://BUCKET/PREFIX`,
-//! `--metrics 127.0.0.1:9465|off`. S3: see `observe::s3_client` (the AWS default chain;
-//! `scripts/run-example` points both at the local servers). Logs: `RUST_LOG`.
+//! `--metrics 127.0.0.1:9465|off` (the status page: docs/status.md), `--describe` (print the
+//! graph, exit). S3: see `observe::s3_client` (the AWS default chain; `scripts/run-example`
+//! points both at the local servers). Logs: `RUST_LOG`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,9 +61,13 @@ struct Args {
     /// Checkpoint store: a local directory or s3://BUCKET/PREFIX.
     #[arg(long, default_value = "primary-output/checkpoints")]
     checkpoints: String,
-    /// Prometheus metrics address, or `off`.
+    /// Status page address (the graph with live rates, lag and checkpoints at `/`,
+    /// Prometheus metrics at `/metrics`), or `off`.
     #[arg(long, default_value = "127.0.0.1:9465")]
     metrics: MetricsAddr,
+    /// Print the pipeline's graph (`Pipeline::describe`) and exit without running it.
+    #[arg(long)]
+    describe: bool,
 }
 
 /// A fixed sample, so the Parquet schema never depends on the data (a replay writes the same
@@ -81,15 +86,20 @@ fn page_stats_sample() -> PageStats {
 async fn main() -> ExitCode {
     lifecycle::init_logging();
     let a = <Args as clap::Parser>::parse();
+    if a.describe {
+        let described = build(&a).await.map(|p| print!("{}", p.describe()));
+        return lifecycle::exit_with("primary", described);
+    }
     lifecycle::exit_with("primary", lifecycle::serve("primary", build(&a)).await)
 }
 
 /// Everything before the pipeline runs: metrics, S3, the reference table, the pipeline.
 async fn build(a: &Args) -> Result<Pipeline, Box<dyn std::error::Error>> {
-    if let Some(addr) = a.metrics.0 {
-        let handle = observe::serve_metrics(addr)?;
-        observe::print_progress(handle, "primary");
-    }
+    // Recording starts before the set-up, which reports too; the page needs the built graph.
+    let recorder = match a.metrics.0 {
+        Some(addr) if !a.describe => Some((addr, observe::install_recorder()?)),
+        _ => None,
+    };
     let s3 = Arc::new(observe::s3_client()?);
     let categories =
         examples_page_categories(s3.clone(), &a.s3_prefix, a.categories.as_deref()).await?;
@@ -154,5 +164,9 @@ async fn build(a: &Args) -> Result<Pipeline, Box<dyn std::error::Error>> {
         "dead-letters",
         S3Sink::s3_dead_letters(s3, &format!("{}/dead-letters", a.s3_prefix)).build()?,
     );
+    if let Some((addr, handle)) = recorder {
+        observe::serve_status(addr, handle.clone(), pipeline.describe()).await?;
+        observe::print_progress(handle, "primary");
+    }
     Ok(pipeline)
 }

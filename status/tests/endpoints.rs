@@ -1,0 +1,221 @@
+//! The JSON endpoints report what the Prometheus rendering says, under the graph's node names,
+//! and the server answers every path and method without panicking. No broker: metrics come
+//! from a local recorder, fed by hand or by a small in-process pipeline.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use watershed_core::connectors::{CollectSink, GeneratorSource};
+use watershed_core::*;
+use watershed_status::{CheckpointsView, MetricsView, StatusPage};
+
+fn numbers(splits: usize, per_split: u64) -> GeneratorSource<u64> {
+    GeneratorSource::new(splits, per_split, |s, i| {
+        Record::new(i * 10 + s as u64, EventTime(i as i64))
+    })
+    .batch_size(16)
+}
+
+fn identity() -> FnOperator<u64, u64, impl FnMut(Batch<u64>, &mut Collector<u64>) + Send + 'static>
+{
+    FnOperator::new(|b: Batch<u64>, out: &mut Collector<u64>| out.emit_all(b))
+}
+
+/// numbers → keyed `counts` ×2 (behind its exchange) → `out`, and a dead-letter sink.
+fn small_pipeline(id: &str) -> (Pipeline, CollectSink<u64>) {
+    let pipeline = Pipeline::new(
+        PipelineConfig::new(id)
+            .checkpoint_store(CheckpointStore::memory())
+            .checkpoint_interval(Duration::from_millis(5))
+            .parallelism(2)
+            .handle_signals(false),
+    );
+    let out = CollectSink::new();
+    pipeline
+        .source("numbers", numbers(2, 500), WatermarkStrategy::monotonous())
+        .key_by(|v: &u64| *v % 5)
+        .process("counts", |_| identity())
+        .sink("out", out.clone());
+    pipeline.dead_letter("dead-letters", CollectSink::<DeadLetter>::new());
+    (pipeline, out)
+}
+
+fn json_of(page: &StatusPage, path: &str) -> Value {
+    let reply = page.respond("GET", path);
+    assert_eq!(reply.status, 200, "{path}");
+    assert_eq!(reply.content_type, "application/json", "{path}");
+    serde_json::from_slice(&reply.body).unwrap()
+}
+
+/// Metrics as the runtime and the Kafka and Kinesis sources name them, recorded by hand.
+fn record_known_metrics(recorder: &PrometheusRecorder) {
+    metrics::with_local_recorder(recorder, || {
+        metrics::counter!("watershed_records_in_total", "node" => "numbers").increment(1000);
+        metrics::counter!("watershed_records_rejected_total", "node" => "counts.0").increment(2);
+        metrics::counter!("watershed_records_rejected_total", "node" => "counts.1").increment(3);
+        metrics::counter!("watershed_records_out_total", "node" => "out").increment(995);
+        metrics::counter!("watershed_records_out_total", "node" => "dead-letters").increment(5);
+        metrics::gauge!("watershed_kafka_consumer_lag", "topic" => "clicks", "partition" => "1")
+            .set(42.0);
+        metrics::gauge!("watershed_kinesis_millis_behind_latest", "stream" => "clicks", "shard" => "shardId-0")
+            .set(1500.0);
+        let pipeline = "known";
+        metrics::counter!("watershed_checkpoints_total", "pipeline" => pipeline).increment(2);
+        metrics::gauge!("watershed_checkpoint_last_completed_seconds", "pipeline" => pipeline)
+            .set(1_000.0);
+        let duration =
+            metrics::histogram!("watershed_checkpoint_duration_seconds", "pipeline" => pipeline);
+        duration.record(0.25);
+        duration.record(0.75);
+    });
+}
+
+/// Rule: `/api/metrics` sums a keyed operator's instances under its graph name, lists every
+/// graph node (zeros until it reports), counts dead letters apart from the output, and
+/// reports Kafka and Kinesis lag per split; `/api/checkpoints` gives count, last completion,
+/// age and the duration distribution; `/api/graph` is `describe()`.
+#[test]
+fn json_endpoints_report_the_rendered_metrics_under_graph_names() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    record_known_metrics(&recorder);
+    let (pipeline, _) = small_pipeline("known");
+    let page = StatusPage::new(recorder.handle(), pipeline.describe());
+
+    let graph = json_of(&page, "/api/graph");
+    assert_eq!(graph, serde_json::to_value(pipeline.describe()).unwrap());
+
+    let raw = json_of(&page, "/api/metrics");
+    for field in ["pipeline", "unix_seconds", "nodes", "splits", "totals"] {
+        assert!(
+            raw.get(field).is_some(),
+            "/api/metrics has `{field}`: {raw}"
+        );
+    }
+    let metrics: MetricsView = serde_json::from_value(raw).unwrap();
+    assert_eq!(metrics.nodes["numbers"].records_in, 1000.0);
+    assert_eq!(metrics.nodes["counts"].rejected, 5.0);
+    assert_eq!(metrics.nodes["counts.shuffle"].records_in, 0.0);
+    assert_eq!(metrics.nodes["out"].records_out, 995.0);
+    assert_eq!(metrics.nodes["numbers"].records_in_per_second, None);
+    assert_eq!(metrics.totals.records_out, 995.0);
+    assert_eq!(metrics.totals.dead_letters, 5.0);
+    assert_eq!(metrics.totals.rejected, 5.0);
+    let splits: Vec<_> = metrics
+        .splits
+        .iter()
+        .map(|s| (s.source.as_str(), s.split.as_str(), s.lag, s.unit.as_str()))
+        .collect();
+    assert_eq!(
+        splits,
+        [
+            ("kafka", "clicks/1", 42.0, "records"),
+            ("kinesis", "clicks/shardId-0", 1500.0, "milliseconds")
+        ]
+    );
+
+    let checkpoints: CheckpointsView =
+        serde_json::from_value(json_of(&page, "/api/checkpoints")).unwrap();
+    assert_eq!(checkpoints.completed, 2.0);
+    assert_eq!(checkpoints.last_completed_unix_seconds, Some(1_000.0));
+    assert!(checkpoints.age_seconds.unwrap() > 1_000_000.0);
+    assert_eq!(checkpoints.duration_seconds.count, 2.0);
+    assert_eq!(checkpoints.duration_seconds.sum, 1.0);
+    assert_eq!(checkpoints.last_duration_seconds, Some(0.5));
+}
+
+/// Rule: for a pipeline that ran in this process, the endpoints agree with its run summary:
+/// records in at the source, out at the sink, completed checkpoints.
+#[test]
+fn json_endpoints_agree_with_a_pipeline_run_in_process() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let (pipeline, out) = small_pipeline("in-process");
+    let page = StatusPage::new(recorder.handle(), pipeline.describe());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // One thread, so every task records into the local recorder.
+    let summary =
+        metrics::with_local_recorder(&recorder, || runtime.block_on(pipeline.run())).unwrap();
+    let metrics = page.metrics();
+    assert_eq!(
+        metrics.nodes["numbers"].records_in,
+        summary.records_in as f64
+    );
+    assert_eq!(metrics.nodes["out"].records_out, out.values().len() as f64);
+    assert_eq!(metrics.totals.records_out, summary.records_out as f64);
+    let checkpoints = page.checkpoints();
+    assert_eq!(checkpoints.completed, summary.checkpoints as f64);
+    assert!(checkpoints.completed >= 1.0, "a final checkpoint at least");
+    assert!(checkpoints.age_seconds.unwrap() < 60.0);
+    assert!(checkpoints.last_duration_seconds.is_some());
+}
+
+async fn http(address: std::net::SocketAddr, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+}
+
+/// Rule: over HTTP, the page, the Prometheus text and the JSON come with their content types;
+/// an unknown path is 404, another method 405, a malformed request 400, and the server keeps
+/// answering after each.
+#[tokio::test]
+async fn the_server_answers_known_paths_and_refuses_bad_requests() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    record_known_metrics(&recorder);
+    let (pipeline, _) = small_pipeline("known");
+    let page = StatusPage::new(recorder.handle(), pipeline.describe());
+    let address = page.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+
+    let index = http(address, &get("/")).await;
+    assert!(index.starts_with("HTTP/1.1 200"), "{index}");
+    assert!(index.contains("content-type: text/html"), "{index}");
+    assert!(
+        index.contains("<svg") || index.contains("api/graph"),
+        "{index}"
+    );
+    let prometheus = http(address, &get("/metrics")).await;
+    assert!(
+        prometheus.contains("text/plain; version=0.0.4"),
+        "{prometheus}"
+    );
+    assert!(
+        prometheus.contains("watershed_records_in_total{node=\"numbers\"} 1000"),
+        "{prometheus}"
+    );
+    let api = http(address, &get("/api/metrics?x=1")).await;
+    assert!(
+        api.starts_with("HTTP/1.1 200") && api.contains("application/json"),
+        "{api}"
+    );
+
+    let missing = http(address, &get("/api/nothing")).await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let post = http(
+        address,
+        "POST /api/graph HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let garbage = http(address, "\u{1}\u{2} nonsense\r\n\r\n").await;
+    assert!(
+        garbage.starts_with("HTTP/1.1 400") || garbage.is_empty(),
+        "{garbage}"
+    );
+    let head = http(
+        address,
+        "HEAD /api/graph HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let again = http(address, &get("/api/checkpoints")).await;
+    assert!(again.starts_with("HTTP/1.1 200"), "still serving: {again}");
+}
