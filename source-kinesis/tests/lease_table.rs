@@ -111,6 +111,46 @@ async fn a_worker_that_lost_its_lease_cannot_write_its_checkpoint() {
     delete_table(&table).await;
 }
 
+/// Rule: a hand-over another worker asks for is announced to the owner's source even when a
+/// checkpoint write, not a renewal, is the first to see it (the write returns the lease with
+/// its pending owner; a renewal afterwards sees no change). Without this, a worker that
+/// checkpoints more often than it renews never hands the lease over.
+#[tokio::test]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn a_hand_over_seen_first_by_a_checkpoint_write_is_announced() {
+    let (table, a) = with_leases("asked", &["shard-0"]).await;
+    a.take_round().await.expect("round");
+    let mut changes = a.subscribe();
+    changes.borrow_and_update();
+    let b = coordinator(&table, "worker-b").await;
+    let observed = b
+        .table()
+        .get("shard-0")
+        .await
+        .expect("GetItem")
+        .expect("lease");
+    assert!(b
+        .table()
+        .request_hand_over(&observed, "worker-b")
+        .await
+        .expect("ask"));
+    let checkpoint = LeaseCheckpoint::Sequence {
+        sequence: "100".into(),
+        sub: 0,
+    };
+    assert!(a
+        .checkpoint("shard-0", &checkpoint)
+        .await
+        .expect("checkpoint"));
+    assert!(
+        changes.has_changed().expect("coordinator alive"),
+        "the source is told that the held leases changed"
+    );
+    let held = a.held().await;
+    assert_eq!(held[0].pending_owner.as_deref(), Some("worker-b"));
+    delete_table(&table).await;
+}
+
 #[tokio::test]
 #[ignore = "needs local brokers: scripts/brokers up"]
 async fn an_expired_lease_is_taken_over_within_one_lease_duration() {

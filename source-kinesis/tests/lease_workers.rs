@@ -78,6 +78,41 @@ impl Worker {
     }
 }
 
+/// The workers' log (lease decisions are logged at info), kept in memory and shown when the
+/// test fails: libtest does not capture what the runtime's threads print.
+#[derive(Clone, Default)]
+struct LeaseLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LeaseLog {
+    fn install() -> LeaseLog {
+        let log = LeaseLog::default();
+        let writer = log.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        log
+    }
+
+    fn tail(&self, lines: usize) -> String {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl std::io::Write for LeaseLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;
     while !done() {
@@ -92,6 +127,7 @@ async fn workers_share_a_stream_and_take_over_a_stopped_worker_s_shards() {
     // At most this many records (kinesis-mock slows down as shards fill), 50 every 250 ms.
     const MAX: usize = 6_000;
     const CHUNK: usize = 50;
+    let log = LeaseLog::install();
     let client = kinesis().await;
     let stream = unique("leased");
     let table = unique("leased-app");
@@ -126,10 +162,11 @@ async fn workers_share_a_stream_and_take_over_a_stopped_worker_s_shards() {
                 .scan()
                 .await;
             panic!(
-                "not every worker read: a {}, b {}, c {}; leases {leases:#?}",
+                "not every worker read: a {}, b {}, c {}; leases {leases:#?}\nlog:\n{}",
                 a.count(),
                 b.count(),
-                c.count()
+                c.count(),
+                log.tail(300)
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

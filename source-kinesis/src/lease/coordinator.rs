@@ -294,6 +294,10 @@ impl LeaseCoordinator {
             .await?
         {
             Some(lease) => {
+                // The write returns the lease as it is now: a hand-over asked for since the
+                // last renewal shows here first, and the source must hear of it (the next
+                // renewal compares with this copy and would see no change).
+                let asked = lease.pending_owner != held.lease.pending_owner;
                 state.held.insert(
                     shard.to_owned(),
                     Held {
@@ -301,6 +305,7 @@ impl LeaseCoordinator {
                         renewed: Instant::now(),
                     },
                 );
+                self.publish(&state, asked);
                 Ok(true)
             }
             None => {
