@@ -21,6 +21,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod key_group;
 mod message;
+pub mod metric_catalogue;
 pub mod operator;
 pub mod pipeline;
 pub mod record;
@@ -35,7 +36,7 @@ pub use checkpoint::{CheckpointId, CheckpointStore, CorruptCheckpoint, Manifest}
 pub use dead_letter::{DeadLetter, ErrorPolicy};
 pub use error::{BoxError, Error, Result};
 pub use key_group::{KeyBytes, KeyGroupRange, KeyGroupSnapshot, KeyGroups};
-pub use operator::{Collector, Operator};
+pub use operator::{Collector, Operator, OperatorContext};
 pub use pipeline::{
     EdgeDescription, Either, FnOperator, KeyedStream, NodeDescription, NodeKind, Pipeline,
     PipelineConfig, PipelineDescription, RunSummary, ShutdownHandle, Stream, Transport,

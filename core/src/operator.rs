@@ -77,6 +77,27 @@ impl<T> Collector<T> {
     }
 }
 
+/// What the runtime tells an operator instance before its first batch: where it runs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OperatorContext {
+    /// The pipeline's id.
+    pub pipeline: String,
+    /// The instance's node name (`window-1.0` for instance 0 of the keyed operator
+    /// `window-1`): the [`LABEL_NODE`](crate::metric_catalogue::LABEL_NODE) of its metrics.
+    pub node: String,
+}
+
+impl OperatorContext {
+    /// The context of node `node` of pipeline `pipeline`.
+    pub fn new(pipeline: impl Into<String>, node: impl Into<String>) -> Self {
+        OperatorContext {
+            pipeline: pipeline.into(),
+            node: node.into(),
+        }
+    }
+}
+
 /// A processing step that turns batches of `In` into records of `Out`.
 ///
 /// Operators are synchronous: they do CPU work on a batch and return. Stateless operators
@@ -105,6 +126,13 @@ pub trait Operator: Send + 'static {
     ) -> Result<(), BoxError> {
         let _ = (watermark, out);
         Ok(())
+    }
+
+    /// Called once by the runtime, after restore and before the first batch, with where the
+    /// instance runs. Operators with metrics register their handles here, labelled with
+    /// [`OperatorContext::node`]. The default does nothing.
+    fn open(&mut self, ctx: &OperatorContext) {
+        let _ = ctx;
     }
 
     /// The operator's state for a checkpoint, `None` when stateless.

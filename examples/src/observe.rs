@@ -7,32 +7,28 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use watershed_core::PipelineDescription;
 
-/// Bounds (seconds) of `watershed_end_to_end_latency_seconds`: fine below a second, and the
-/// ADR's lag thresholds, 30 s (warning) and 60 s (page), as bounds of their own so
-/// `histogram_quantile` answers "above 30 s / 60 s?" exactly instead of interpolating.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0,
-];
+pub use watershed_core::metric_catalogue::{CHECKPOINT_BUCKETS, LATENCY_BUCKETS};
 
-/// Bounds (seconds) of `watershed_checkpoint_duration_seconds`: a checkpoint every second
-/// takes tens of milliseconds; one of 30 s or 60 s holds back every sink's output as long as
-/// the lag thresholds allow, so those are bounds too.
-pub const CHECKPOINT_BUCKETS: [f64; 12] = [
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-
-/// The Prometheus recorder of the examples: histograms with [`LATENCY_BUCKETS`] and
-/// [`CHECKPOINT_BUCKETS`] (summaries for the others), no listener of its own.
+/// The Prometheus recorder of the examples: histograms with the catalogue's bucket bounds
+/// ([`watershed_core::metric_catalogue::HISTOGRAM_BUCKETS`]: [`LATENCY_BUCKETS`],
+/// [`CHECKPOINT_BUCKETS`]), summaries for the others, no listener of its own.
 pub fn prometheus_builder() -> Result<PrometheusBuilder, BuildError> {
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("watershed_end_to_end_latency_seconds".into()),
-            &LATENCY_BUCKETS,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full("watershed_checkpoint_duration_seconds".into()),
-            &CHECKPOINT_BUCKETS,
-        )
+    let mut builder = PrometheusBuilder::new();
+    for (name, bounds) in watershed_core::metric_catalogue::HISTOGRAM_BUCKETS {
+        builder = builder.set_buckets_for_metric(Matcher::Full((*name).into()), bounds)?;
+    }
+    Ok(builder)
+}
+
+/// Registers the help text and unit of every catalogued metric (core, operators and the
+/// connectors) with the installed recorder.
+pub fn describe_metrics() {
+    watershed_core::metric_catalogue::describe_all();
+    watershed_core::metric_catalogue::describe(watershed_source_kafka::metric_catalogue::CATALOGUE);
+    watershed_core::metric_catalogue::describe(
+        watershed_source_kinesis::metric_catalogue::CATALOGUE,
+    );
+    watershed_core::metric_catalogue::describe(watershed_sink_s3::metric_catalogue::CATALOGUE);
 }
 
 /// Records every metric from now on, so what the set-up reports before the pipeline runs is
@@ -41,6 +37,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, Box<dyn std::error::Error>
     let recorder = prometheus_builder()?.build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)?;
+    describe_metrics();
     Ok(handle)
 }
 
@@ -152,15 +149,15 @@ pub fn checkpoint_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use watershed_core::metric_catalogue as m;
 
     /// Rule: the lag thresholds of the ADR (30 s, 60 s) are bucket bounds of both histograms.
     #[test]
     fn thirty_and_sixty_seconds_are_bucket_bounds() {
         let recorder = prometheus_builder().unwrap().build_recorder();
         metrics::with_local_recorder(&recorder, || {
-            metrics::histogram!("watershed_end_to_end_latency_seconds", "node" => "s").record(31.0);
-            metrics::histogram!("watershed_checkpoint_duration_seconds", "pipeline" => "p")
-                .record(0.02);
+            metrics::histogram!(m::END_TO_END_LATENCY, m::LABEL_NODE => "s").record(31.0);
+            metrics::histogram!(m::CHECKPOINT_DURATION, m::LABEL_PIPELINE => "p").record(0.02);
         });
         let text = recorder.handle().render();
         for name in [

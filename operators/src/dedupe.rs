@@ -1,6 +1,7 @@
 //! Dedupe by key within an event-time time-to-live.
 
 use crate::key_groups::snapshot_groups;
+use crate::node_counter::NodeCounter;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
@@ -9,9 +10,11 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
+use watershed_core::metric_catalogue as m;
 use watershed_core::time::duration_millis;
 use watershed_core::{
-    BoxError, Collector, EventTime, KeyBytes, KeyGroupSnapshot, KeyGroups, Operator, Record,
+    BoxError, Collector, EventTime, KeyBytes, KeyGroupSnapshot, KeyGroups, Operator,
+    OperatorContext, Record,
 };
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -32,6 +35,7 @@ pub struct Dedupe<T, K> {
     // Expiry times; an entry whose key passed again since is stale and skipped when popped.
     expiry: BTreeMap<EventTime, Vec<K>>,
     dropped: u64,
+    dropped_counter: NodeCounter,
 }
 
 impl<T, K: Hash + Eq + Clone> Dedupe<T, K> {
@@ -44,6 +48,7 @@ impl<T, K: Hash + Eq + Clone> Dedupe<T, K> {
             seen: FxHashMap::default(),
             expiry: BTreeMap::new(),
             dropped: 0,
+            dropped_counter: NodeCounter::new(m::DEDUPE_DROPPED, Vec::new()),
         }
     }
 
@@ -69,6 +74,10 @@ where
 {
     type In = T;
     type Out = T;
+
+    fn open(&mut self, ctx: &OperatorContext) {
+        self.dropped_counter.open(&ctx.node);
+    }
 
     fn process(
         &mut self,
@@ -102,7 +111,7 @@ where
         let dropped = (before - batch.len()) as u64;
         if dropped > 0 {
             self.dropped += dropped;
-            metrics::counter!("watershed_dedupe_dropped_total").increment(dropped);
+            self.dropped_counter.increment(dropped);
         }
         out.emit_batch(batch);
         Ok(())

@@ -17,8 +17,10 @@
 //! - Keys missing from the table are handled by [`MissingKey`]: drop, pass through with
 //!   `None`, or dead-letter.
 
+use crate::node_counter::NodeCounter;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use metrics::Label;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use rustc_hash::FxHashMap;
@@ -29,7 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use thiserror::Error;
-use watershed_core::{BoxError, Collector, DeadLetter, Operator, Record, Stream};
+use watershed_core::metric_catalogue as m;
+use watershed_core::{BoxError, Collector, DeadLetter, Operator, OperatorContext, Record, Stream};
 
 /// How a reference table's object is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,9 +175,8 @@ impl<K, V> Shared<K, V> {
         self.current.store(Arc::new(TableVersion { version, rows }));
         *loaded = meta;
         let table = self.path.to_string();
-        metrics::counter!("watershed_reference_reloads_total", "table" => table.clone())
-            .increment(1);
-        metrics::gauge!("watershed_reference_rows", "table" => table).set(len as f64);
+        metrics::counter!(m::REFERENCE_RELOADS, m::LABEL_TABLE => table.clone()).increment(1);
+        metrics::gauge!(m::REFERENCE_ROWS, m::LABEL_TABLE => table).set(len as f64);
         tracing::info!(table = %self.path, version, rows = len, "reference table reloaded");
         Ok(true)
     }
@@ -303,7 +305,7 @@ impl ReferenceTableBuilder {
         let meta = got.meta.clone();
         let bytes = got.bytes().await.map_err(fetch)?;
         let rows = parse(&bytes)?;
-        metrics::gauge!("watershed_reference_rows", "table" => self.path.to_string())
+        metrics::gauge!(m::REFERENCE_ROWS, m::LABEL_TABLE => self.path.to_string())
             .set(rows.len() as f64);
         let shared = Arc::new(Shared {
             current: ArcSwap::from_pointee(TableVersion { version: 1, rows }),
@@ -338,7 +340,7 @@ where
         };
         if let Err(e) = shared.refresh().await {
             shared.errors.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("watershed_reference_refresh_errors_total", "table" => shared.path.to_string())
+            metrics::counter!(m::REFERENCE_REFRESH_ERRORS, m::LABEL_TABLE => shared.path.to_string())
                 .increment(1);
             tracing::warn!(error = %e, "reference table refresh failed; keeping the loaded version");
         }
@@ -427,6 +429,7 @@ pub struct Enrich<T, K, V> {
     key: KeyFn<T, K>,
     on_missing: MissingKey,
     missing: u64,
+    missing_counter: NodeCounter,
 }
 
 impl<T, K, V> Enrich<T, K, V> {
@@ -442,6 +445,10 @@ impl<T, K, V> Enrich<T, K, V> {
             key: Box::new(key),
             on_missing,
             missing: 0,
+            missing_counter: NodeCounter::new(
+                m::REFERENCE_MISSING_KEYS,
+                vec![Label::new(m::LABEL_TABLE, table.shared.path.to_string())],
+            ),
         }
     }
 
@@ -459,6 +466,10 @@ where
 {
     type In = T;
     type Out = (T, Option<V>);
+
+    fn open(&mut self, ctx: &OperatorContext) {
+        self.missing_counter.open(&ctx.node);
+    }
 
     fn process(
         &mut self,
@@ -498,8 +509,7 @@ where
         }
         if missing > 0 {
             self.missing += missing;
-            metrics::counter!("watershed_reference_missing_keys_total", "table" => self.table.path.to_string())
-                .increment(missing);
+            self.missing_counter.increment(missing);
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ mod dedupe;
 pub mod enrich;
 pub mod join;
 mod key_groups;
+mod node_counter;
 mod stateless;
 mod window;
 

@@ -30,6 +30,7 @@ mod dead_letter;
 mod error;
 mod format;
 mod key;
+pub mod metric_catalogue;
 mod partition;
 mod sink;
 #[cfg(test)]

@@ -31,11 +31,11 @@ impl Metrics {
     pub(crate) fn new(node: &str) -> Self {
         let node = node.to_owned();
         Metrics {
-            objects: metrics::counter!("watershed_s3_objects_committed_total", "node" => node.clone()),
-            bytes: metrics::counter!("watershed_s3_bytes_uploaded_total", "node" => node.clone()),
-            upload_seconds: metrics::histogram!("watershed_s3_part_upload_seconds", "node" => node.clone()),
-            buffered: metrics::gauge!("watershed_s3_buffered_bytes", "node" => node.clone()),
-            oldest_age: metrics::gauge!("watershed_s3_oldest_buffered_record_age_seconds", "node" => node),
+            objects: metrics::counter!(crate::metric_catalogue::OBJECTS_COMMITTED, "node" => node.clone()),
+            bytes: metrics::counter!(crate::metric_catalogue::BYTES_UPLOADED, "node" => node.clone()),
+            upload_seconds: metrics::histogram!(crate::metric_catalogue::PART_UPLOAD_SECONDS, "node" => node.clone()),
+            buffered: metrics::gauge!(crate::metric_catalogue::BUFFERED_BYTES, "node" => node.clone()),
+            oldest_age: metrics::gauge!(crate::metric_catalogue::OLDEST_BUFFERED_RECORD_AGE, "node" => node),
         }
     }
 }

@@ -163,7 +163,7 @@ fn keep(consumer: &BaseConsumer<SourceContext>, shared: &Shared, after: Duration
                     waited = ?away,
                     "kafka: the pipeline has not polled the source for a while (back-pressure); pausing its partitions and keeping the group membership alive"
                 );
-                metrics::counter!("watershed_kafka_backpressure_pauses_total").increment(1);
+                metrics::counter!(crate::metric_catalogue::BACKPRESSURE_PAUSES).increment(1);
             }
         }
         // Serves what the consumer queue holds, without the state lock (a rebalance callback

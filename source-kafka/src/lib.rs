@@ -40,6 +40,7 @@ mod error;
 mod fetch;
 mod keepalive;
 mod limits;
+pub mod metric_catalogue;
 mod out_of_range;
 mod produce;
 mod rebalance;

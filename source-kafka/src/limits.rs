@@ -238,7 +238,7 @@ impl<'a> Check<'a> {
         event_time: watershed_core::EventTime,
     ) -> DeadLetter {
         metrics::counter!(
-            "watershed_kafka_records_refused_total",
+            crate::metric_catalogue::RECORDS_REFUSED,
             "topic" => self.limits.topic.clone(),
             "reason" => refusal.label()
         )

@@ -125,7 +125,7 @@ pub(crate) fn in_range(
     }
     let policy = context.out_of_range;
     metrics::counter!(
-        "watershed_kafka_positions_out_of_range_total",
+        crate::metric_catalogue::POSITIONS_OUT_OF_RANGE,
         "topic" => topic.to_string(),
         "action" => policy.label()
     )

@@ -55,7 +55,7 @@ impl ProducerContext for DeliveryTracker {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((error, message)) = result {
             use rdkafka::message::Message;
-            metrics::counter!("watershed_kafka_producer_errors_total").increment(1);
+            metrics::counter!(crate::metric_catalogue::PRODUCER_ERRORS).increment(1);
             let mut first = self.first.lock().expect("delivery lock");
             if first.is_none() {
                 *first = Some(KafkaError::Delivery {
@@ -228,18 +228,18 @@ impl Commit<'_> {
                     .producer
                     .commit_transaction(timeout)
                     .map_err(|e| self.failed(e));
-                metrics::histogram!("watershed_kafka_commit_seconds", "kind" => "transaction")
+                metrics::histogram!(crate::metric_catalogue::COMMIT_SECONDS, "kind" => "transaction")
                     .record(committing.elapsed().as_secs_f64());
                 r
             });
         if let Err(e) = produced {
-            metrics::counter!("watershed_kafka_transaction_errors_total").increment(1);
+            metrics::counter!(crate::metric_catalogue::TRANSACTION_ERRORS).increment(1);
             let _ = self.producer.abort_transaction(timeout);
             // A delivery failure says more than the transaction's own error.
             let e = self.producer.context().take_failure().unwrap_or(e);
             return Err(self.explained(e));
         }
-        metrics::histogram!("watershed_kafka_transaction_seconds")
+        metrics::histogram!(crate::metric_catalogue::TRANSACTION_SECONDS)
             .record(started.elapsed().as_secs_f64());
         Ok(())
     }

@@ -86,7 +86,7 @@ impl ClientContext for SourceContext {
                     continue; // the internal "UA" partition, or not yet known
                 }
                 metrics::gauge!(
-                    "watershed_kafka_consumer_lag",
+                    crate::metric_catalogue::CONSUMER_LAG,
                     "topic" => topic.clone(),
                     "partition" => partition.to_string()
                 )
@@ -188,7 +188,7 @@ impl ConsumerContext for SourceContext {
                 let _ = consumer.unassign();
             }
         }
-        metrics::counter!("watershed_kafka_rebalances_total").increment(1);
+        metrics::counter!(crate::metric_catalogue::REBALANCES).increment(1);
     }
 
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}

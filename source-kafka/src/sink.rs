@@ -304,7 +304,7 @@ impl Sink for KafkaSink {
                     // librdkafka's queue is full: wait for deliveries to drain it
                     // (back-pressure), then try again.
                     Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        metrics::counter!("watershed_kafka_queue_full_total").increment(1);
+                        metrics::counter!(crate::metric_catalogue::QUEUE_FULL).increment(1);
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                     Err((error, _)) => {
@@ -344,7 +344,7 @@ impl Sink for KafkaSink {
                 error: Box::new(error),
             })?;
         // At-least-once, the checkpoint's commit is this wait for every delivery.
-        metrics::histogram!("watershed_kafka_commit_seconds", "kind" => "flush")
+        metrics::histogram!(crate::metric_catalogue::COMMIT_SECONDS, "kind" => "flush")
             .record(started.elapsed().as_secs_f64());
         self.check_deliveries()?;
         Ok(KafkaEpoch::default())
@@ -378,7 +378,7 @@ impl Sink for KafkaSink {
             .run()
         })
         .await??;
-        metrics::counter!("watershed_kafka_transactions_total").increment(1);
+        metrics::counter!(crate::metric_catalogue::TRANSACTIONS).increment(1);
         Ok(())
     }
 

@@ -92,7 +92,7 @@ impl Drop for TopicWatch {
 
 /// Reports `topics` as missing: the gauge, and a warning at most every 30 s.
 pub(crate) fn report_missing(topics: &[String], brokers: &str, last_warning: &mut Option<Instant>) {
-    metrics::gauge!("watershed_kafka_missing_topics").set(topics.len() as f64);
+    metrics::gauge!(crate::metric_catalogue::MISSING_TOPICS).set(topics.len() as f64);
     if topics.is_empty() || last_warning.is_some_and(|t| t.elapsed() < WARN_EVERY) {
         return;
     }

@@ -194,8 +194,8 @@ impl ShardReader {
             );
         };
         let stream = self.stream.as_str().to_owned();
-        let behind = metrics::gauge!("watershed_kinesis_millis_behind_latest", "stream" => stream.clone(), "shard" => self.shard.clone());
-        let records_in = metrics::counter!("watershed_kinesis_records_in_total", "stream" => stream.clone(), "shard" => self.shard.clone());
+        let behind = metrics::gauge!(crate::metric_catalogue::MILLIS_BEHIND_LATEST, "stream" => stream.clone(), "shard" => self.shard.clone());
+        let records_in = metrics::counter!(crate::metric_catalogue::RECORDS_IN, "stream" => stream.clone(), "shard" => self.shard.clone());
         let mut last: Option<String> = match &self.start {
             crate::source::ShardPosition::After { sequence, .. } => Some(sequence.clone()),
             _ => None,

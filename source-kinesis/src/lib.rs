@@ -29,6 +29,7 @@ mod deaggregate;
 mod efo;
 mod error;
 mod lease;
+pub mod metric_catalogue;
 mod out_of_range;
 mod position;
 mod presence;

@@ -163,8 +163,7 @@ pub(crate) struct Absence {
 impl Absence {
     pub(crate) fn begin(stream: &str, why: &KinesisError) -> Self {
         tracing::warn!(stream, error = %why, "Kinesis stream missing: waiting for it");
-        let gauge =
-            metrics::gauge!("watershed_kinesis_missing_streams", "stream" => stream.to_owned());
+        let gauge = metrics::gauge!(crate::metric_catalogue::MISSING_STREAMS, "stream" => stream.to_owned());
         gauge.set(1.0);
         let now = Instant::now();
         Absence {

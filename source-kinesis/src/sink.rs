@@ -354,7 +354,7 @@ fn settle(
     let done = out.records().len() - failed.len();
     stats.add_records(done as u64);
     for (shard, n) in per_shard {
-        metrics::counter!("watershed_kinesis_records_out_total", "stream" => stream.as_str().to_owned(), "shard" => shard.to_owned())
+        metrics::counter!(crate::metric_catalogue::RECORDS_OUT, "stream" => stream.as_str().to_owned(), "shard" => shard.to_owned())
             .increment(n);
     }
     Ok((failed, first))

@@ -57,7 +57,7 @@ impl KinesisStats {
 
     pub(crate) fn add_out_of_range(&self, stream: &str) {
         self.out_of_range.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("watershed_kinesis_positions_out_of_range_total", "stream" => stream.to_owned())
+        metrics::counter!(crate::metric_catalogue::POSITIONS_OUT_OF_RANGE, "stream" => stream.to_owned())
             .increment(1);
     }
 
@@ -71,13 +71,13 @@ impl KinesisStats {
 
     pub(crate) fn add_throttled(&self, n: u64, stream: &str, operation: &'static str) {
         self.throttled.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("watershed_throttled_total", "stream" => stream.to_owned(), "operation" => operation)
+        metrics::counter!(crate::metric_catalogue::THROTTLED, "stream" => stream.to_owned(), "operation" => operation)
             .increment(n);
     }
 
     pub(crate) fn add_retry(&self, stream: &str, operation: &'static str) {
         self.retries.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("watershed_kinesis_retries_total", "stream" => stream.to_owned(), "operation" => operation)
+        metrics::counter!(crate::metric_catalogue::RETRIES, "stream" => stream.to_owned(), "operation" => operation)
             .increment(1);
     }
 

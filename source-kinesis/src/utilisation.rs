@@ -189,8 +189,8 @@ fn now_ms() -> u64 {
 
 fn gauge_name(direction: Direction) -> &'static str {
     match direction {
-        Direction::Write => "watershed_kinesis_shard_write_utilisation",
-        Direction::Read | Direction::FanOut => "watershed_kinesis_shard_read_utilisation",
+        Direction::Write => crate::metric_catalogue::SHARD_WRITE_UTILISATION,
+        Direction::Read | Direction::FanOut => crate::metric_catalogue::SHARD_READ_UTILISATION,
     }
 }
 

@@ -4,17 +4,17 @@
 use crate::prometheus::Sample;
 use crate::views::{Bucket, CheckpointsView, Distribution, NodeMetrics, SplitLag, Totals};
 use std::collections::BTreeMap;
+use watershed_core::metric_catalogue::{
+    CHECKPOINTS, CHECKPOINTS_CORRUPT as CORRUPT, CHECKPOINT_DURATION as DURATION,
+    CHECKPOINT_LAST_COMPLETED as LAST_COMPLETED, RECORDS_IN, RECORDS_OUT,
+    RECORDS_REJECTED as REJECTED,
+};
 use watershed_core::{NodeKind, PipelineDescription};
 
-const RECORDS_IN: &str = "watershed_records_in_total";
-const RECORDS_OUT: &str = "watershed_records_out_total";
-const REJECTED: &str = "watershed_records_rejected_total";
+// The connectors' lag gauges (their catalogues: `watershed_source_kafka::metric_catalogue` and
+// `watershed_source_kinesis::metric_catalogue`; this crate does not depend on the connectors).
 const KAFKA_LAG: &str = "watershed_kafka_consumer_lag";
 const KINESIS_BEHIND: &str = "watershed_kinesis_millis_behind_latest";
-const CHECKPOINTS: &str = "watershed_checkpoints_total";
-const CORRUPT: &str = "watershed_checkpoints_corrupt_total";
-const LAST_COMPLETED: &str = "watershed_checkpoint_last_completed_seconds";
-const DURATION: &str = "watershed_checkpoint_duration_seconds";
 
 /// Every node of `graph` (zeros until it reports) and every other `node` label, with the
 /// series labelled with it summed under the node's name.

@@ -3,6 +3,7 @@
 use super::manifest::Manifest;
 use super::{CheckpointId, CheckpointStore};
 use crate::error::{Error, Result};
+use crate::metric_catalogue as m;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -124,7 +125,7 @@ fn settle_corrupt(
     let Some(newest) = corrupt.first() else {
         return Ok(());
     };
-    metrics::counter!("watershed_checkpoints_corrupt_total", "pipeline" => pipeline.to_string())
+    metrics::counter!(m::CHECKPOINTS_CORRUPT, m::LABEL_PIPELINE => pipeline.to_string())
         .increment(corrupt.len() as u64);
     let refuse = policy == CorruptCheckpoint::Refuse || fallback.is_none();
     for c in corrupt {

@@ -6,7 +6,8 @@ use crate::checkpoint::key_group_states;
 use crate::dead_letter::DeadLetter;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::operator::{Collector, Operator};
+use crate::metric_catalogue as m;
+use crate::operator::{Collector, Operator, OperatorContext};
 use crate::runtime::sink_stage::SinkStage;
 use crate::runtime::tasks::{Keyed, OperatorStage, Output, Rejects};
 use crate::runtime::{RunContext, TaskFactory, TaskFuture};
@@ -80,8 +81,8 @@ pub(super) fn sink_stage<S: Sink>(
             node: node.clone(),
             restored_checkpoint: ctx.restored_checkpoint(),
         },
-        records_out: metrics::counter!("watershed_records_out_total", "node" => node.clone()),
-        latency: metrics::histogram!("watershed_end_to_end_latency_seconds", "node" => node.clone()),
+        records_out: metrics::counter!(m::RECORDS_OUT, m::LABEL_NODE => node.clone()),
+        latency: metrics::histogram!(m::END_TO_END_LATENCY, m::LABEL_NODE => node.clone()),
         node,
         sink,
         restored,
@@ -100,6 +101,7 @@ pub(super) fn operator_stage<O: Operator>(
     keyed: Option<Keyed>,
 ) -> Result<OperatorStage<O>> {
     restore_operator(ctx, &node, &mut op, keyed.as_ref())?;
+    op.open(&OperatorContext::new(ctx.config.id.clone(), node.clone()));
     ctx.participate();
     Ok(OperatorStage {
         node: node.clone(),

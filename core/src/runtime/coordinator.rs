@@ -5,6 +5,7 @@ use super::summary::RunSummary;
 use super::{Ack, AckState, SourceControl, TaskReport};
 use crate::checkpoint::{CheckpointData, CheckpointId, CheckpointStore};
 use crate::error::{Error, Result};
+use crate::metric_catalogue as m;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,11 +110,11 @@ impl Coordinator {
                             return Err(e);
                         }
                         let took = f.started.elapsed();
-                        metrics::histogram!("watershed_checkpoint_duration_seconds", "pipeline" => self.pipeline.clone())
+                        metrics::histogram!(m::CHECKPOINT_DURATION, m::LABEL_PIPELINE => self.pipeline.clone())
                             .record(took.as_secs_f64());
                         tracing::debug!(pipeline = %self.pipeline, id = f.id.0, ?took, "checkpoint complete");
-                        metrics::counter!("watershed_checkpoints_total", "pipeline" => self.pipeline.clone()).increment(1);
-                        metrics::gauge!("watershed_checkpoint_last_completed_seconds", "pipeline" => self.pipeline.clone())
+                        metrics::counter!(m::CHECKPOINTS, m::LABEL_PIPELINE => self.pipeline.clone()).increment(1);
+                        metrics::gauge!(m::CHECKPOINT_LAST_COMPLETED, m::LABEL_PIPELINE => self.pipeline.clone())
                             .set(crate::time::EventTime::now().millis() as f64 / 1000.0);
                         summary.checkpoints += 1;
                         summary.last_checkpoint = Some(f.id);

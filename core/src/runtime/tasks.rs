@@ -7,6 +7,7 @@ use crate::dead_letter::{DeadLetter, ErrorPolicy};
 use crate::error::{BoxError, Error, Result};
 use crate::key_group::KeyGroups;
 use crate::message::Message;
+use crate::metric_catalogue as m;
 use crate::operator::{Collector, Operator};
 use crate::record::{Batch, Record};
 use crate::source::{Source, SourceEvent};
@@ -113,7 +114,7 @@ impl<S: Source> SourceTask<S> {
             node: node.clone(),
             ..Default::default()
         };
-        let records_in = metrics::counter!("watershed_records_in_total", "node" => node.clone());
+        let records_in = metrics::counter!(m::RECORDS_IN, m::LABEL_NODE => node.clone());
         let mut finished = false;
         let mut stop_at = None;
         'outer: loop {
@@ -161,7 +162,7 @@ impl<S: Source> SourceTask<S> {
                     if let Some(rejects) = self.rejects.as_mut() {
                         let refused = self.strategy.refuse_future(&mut records, EventTime::now());
                         if !refused.is_empty() {
-                            metrics::counter!("watershed_records_future_total", "node" => node.clone())
+                            metrics::counter!(m::RECORDS_FUTURE, m::LABEL_NODE => node.clone())
                                 .increment(refused.len() as u64);
                             report.records_in += refused.len() as u64;
                             records_in.increment(refused.len() as u64);
@@ -339,7 +340,7 @@ impl Rejects {
         }
         self.count
             .fetch_add(rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        metrics::counter!("watershed_records_rejected_total", "node" => self.node.clone())
+        metrics::counter!(m::RECORDS_REJECTED, m::LABEL_NODE => self.node.clone())
             .increment(rejected.len() as u64);
         match (self.policy, &self.dead_letters) {
             (ErrorPolicy::Fail, _) => {

@@ -1,15 +1,19 @@
 //! Interval join: `left.ts + lower ≤ right.ts ≤ left.ts + upper`, event time, per key.
 
 use crate::key_groups::snapshot_groups;
+use crate::node_counter::NodeCounter;
 use bytes::Bytes;
+use metrics::Label;
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
+use watershed_core::metric_catalogue as m;
 use watershed_core::{
-    BoxError, Collector, Either, EventTime, KeyBytes, KeyGroupSnapshot, KeyGroups, Operator, Record,
+    BoxError, Collector, Either, EventTime, KeyBytes, KeyGroupSnapshot, KeyGroups, Operator,
+    OperatorContext, Record,
 };
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -38,7 +42,7 @@ impl<L, R> Default for Sides<L, R> {
 /// - a left element at `a` and a right element at `b` with the same key match iff
 ///   `a + lower ≤ b ≤ a + upper`; the pair is stamped `max(a, b)`;
 /// - an element with `ts ≤ watermark` is late: it is dropped and counted
-///   (`late_records`, `watershed_join_late_records_dropped_total`), because partners it could
+///   (`late_records`, `watershed_late_records_total{action="dropped"}`), because partners it could
 ///   have matched may already be gone — except in an unbounded join (`[i64::MIN, i64::MAX]`),
 ///   whose state is only dropped at the end of input, so late elements still join;
 /// - a left element is kept until the watermark reaches `a + upper` (no right element still
@@ -62,6 +66,7 @@ pub struct IntervalJoin<L, R, K> {
     timers: BTreeMap<i64, Vec<K>>,
     buffered: usize,
     late: u64,
+    late_counter: NodeCounter,
 }
 
 impl<L, R, K> IntervalJoin<L, R, K>
@@ -83,6 +88,10 @@ where
             timers: BTreeMap::new(),
             buffered: 0,
             late: 0,
+            late_counter: NodeCounter::new(
+                m::LATE_RECORDS,
+                vec![Label::from_static_parts(m::LABEL_ACTION, m::ACTION_DROPPED)],
+            ),
         }
     }
 
@@ -284,6 +293,10 @@ where
     type In = Either<L, R>;
     type Out = (L, Option<R>);
 
+    fn open(&mut self, ctx: &OperatorContext) {
+        self.late_counter.open(&ctx.node);
+    }
+
     fn process(
         &mut self,
         batch: Vec<Record<Either<L, R>>>,
@@ -294,8 +307,7 @@ where
             self.add(r, out);
         }
         if self.late > late_before {
-            metrics::counter!("watershed_join_late_records_dropped_total")
-                .increment(self.late - late_before);
+            self.late_counter.increment(self.late - late_before);
         }
         Ok(())
     }

@@ -6,9 +6,12 @@ use super::aligned::AlignedWindow;
 use super::sessions::Slot;
 use super::{KeyFn, WindowResult};
 use crate::aggregate::Aggregator;
+use crate::node_counter::NodeCounter;
+use metrics::Label;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use std::hash::Hash;
+use watershed_core::metric_catalogue as m;
 use watershed_core::{EventTime, Record, Window, WindowAssigner};
 
 /// The keyed window state machine, shared by the operators with and without a late output.
@@ -30,6 +33,9 @@ pub(super) struct WindowCore<T, K, W, A: Aggregator<T>> {
     pub(super) merge_scratch: Vec<Slot<A::Acc>>,
     pub(super) late: u64,
     pub(super) skipped: u64,
+    // `watershed_late_records_total{action=...}`: what the operator does with late records.
+    pub(super) late_counter: NodeCounter,
+    pub(super) skipped_counter: NodeCounter,
 }
 
 /// `max_ts + L`, saturating (Flink's `cleanupTime`).
@@ -44,7 +50,8 @@ where
     W: WindowAssigner,
     A: Aggregator<T>,
 {
-    pub(super) fn new(key: KeyFn<T, K>, assigner: W, agg: A) -> Self {
+    /// `late_action`: what the operator does with late records (an `ACTION_*` label value).
+    pub(super) fn new(key: KeyFn<T, K>, assigner: W, agg: A, late_action: &'static str) -> Self {
         let merging = assigner.is_merging();
         WindowCore {
             key,
@@ -60,6 +67,11 @@ where
             merge_scratch: Vec::new(),
             late: 0,
             skipped: 0,
+            late_counter: NodeCounter::new(
+                m::LATE_RECORDS,
+                vec![Label::from_static_parts(m::LABEL_ACTION, late_action)],
+            ),
+            skipped_counter: NodeCounter::new(m::WINDOW_SKIPPED_RECORDS, Vec::new()),
         }
     }
 
@@ -102,11 +114,11 @@ where
         }
         if late_n > 0 {
             self.late += late_n;
-            metrics::counter!("watershed_late_records_total").increment(late_n);
+            self.late_counter.increment(late_n);
         }
         if skipped_n > 0 {
             self.skipped += skipped_n;
-            metrics::counter!("watershed_window_skipped_records_total").increment(skipped_n);
+            self.skipped_counter.increment(skipped_n);
         }
     }
 
@@ -130,6 +142,12 @@ where
                 self.fire_key(key, emit);
             }
         }
+    }
+
+    /// Registers the metrics of node `node`.
+    pub(super) fn open(&mut self, node: &str) {
+        self.late_counter.open(node);
+        self.skipped_counter.open(node);
     }
 
     /// Open windows over all keys: one per key in each aligned window, one per session.

@@ -9,13 +9,14 @@ use crate::aggregate::Aggregator;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::hash::Hash;
+use watershed_core::metric_catalogue as m;
 use watershed_core::{
     BoxError, Collector, Either, EventTime, KeyBytes, KeyGroupSnapshot, KeyGroups, Operator,
-    Record, WindowAssigner,
+    OperatorContext, Record, WindowAssigner,
 };
 
 macro_rules! window_operator {
-    ($(#[$doc:meta])* $name:ident, $out:ty, |$emit_out:ident, $r:ident| $on_result:expr, |$late_out:ident, $l:ident, $dropped:ident| $on_late:expr) => {
+    ($(#[$doc:meta])* $name:ident, $out:ty, $late_action:expr, |$emit_out:ident, $r:ident| $on_result:expr, |$late_out:ident, $l:ident| $on_late:expr) => {
         $(#[$doc])*
         pub struct $name<T, K, W, A: Aggregator<T>> {
             core: WindowCore<T, K, W, A>,
@@ -31,7 +32,7 @@ macro_rules! window_operator {
             /// with allowed lateness 0.
             pub fn new(key: KeyFn<T, K>, assigner: W, agg: A) -> Self {
                 $name {
-                    core: WindowCore::new(key, assigner, agg),
+                    core: WindowCore::new(key, assigner, agg, $late_action),
                 }
             }
 
@@ -77,24 +78,17 @@ macro_rules! window_operator {
                 batch: Vec<Record<T>>,
                 out: &mut Collector<Self::Out>,
             ) -> Result<(), BoxError> {
-                #[allow(unused_mut)]
-                let mut $dropped = 0u64;
-                {
-                    let $emit_out = &mut *out;
-                    // Late records are rare; collect them, then hand them on after the batch.
-                    let mut lates: Vec<Record<T>> = Vec::new();
-                    self.core.process(
-                        batch,
-                        &mut |$r| $on_result,
-                        &mut |l| lates.push(l),
-                    );
-                    for $l in lates {
-                        let $late_out = &mut *$emit_out;
-                        $on_late;
-                    }
-                }
-                if $dropped > 0 {
-                    metrics::counter!("watershed_late_records_dropped_total").increment($dropped);
+                let $emit_out = &mut *out;
+                // Late records are rare; collect them, then hand them on after the batch.
+                let mut lates: Vec<Record<T>> = Vec::new();
+                self.core.process(
+                    batch,
+                    &mut |$r| $on_result,
+                    &mut |l| lates.push(l),
+                );
+                for $l in lates {
+                    let $late_out = &mut *$emit_out;
+                    $on_late;
                 }
                 Ok(())
             }
@@ -107,6 +101,10 @@ macro_rules! window_operator {
                 let $emit_out = out;
                 self.core.advance(watermark, &mut |$r| $on_result);
                 Ok(())
+            }
+
+            fn open(&mut self, ctx: &OperatorContext) {
+                self.core.open(&ctx.node);
             }
 
             fn snapshot(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
@@ -140,20 +138,24 @@ window_operator!(
     ///
     /// Windows fire when the watermark reaches `end − 1` and their state is
     /// dropped once it reaches `end − 1 + allowed lateness`. Records too late for all of
-    /// their windows are counted (`late_records`, `watershed_late_records_dropped_total`) and
-    /// dropped; [`WindowAggregateWithLate`] emits them instead.
+    /// their windows are counted (`late_records`,
+    /// `watershed_late_records_total{action="dropped"}`) and dropped;
+    /// [`WindowAggregateWithLate`] emits them instead.
     WindowAggregate,
     WindowResult<K, A::Output>,
+    m::ACTION_DROPPED,
     |out, r| out.emit(r),
-    |_out, _l, dropped| dropped += 1
+    |_out, l| drop(l)
 );
 
 window_operator!(
     /// [`WindowAggregate`] with a late side output: results as `Either::Left`, records too
-    /// late for all of their windows as `Either::Right`;
+    /// late for all of their windows as `Either::Right` (counted in
+    /// `watershed_late_records_total{action="side_output"}`);
     /// [`Stream::split`](watershed_core::Stream::split) separates them.
     WindowAggregateWithLate,
     Either<WindowResult<K, A::Output>, T>,
+    m::ACTION_SIDE_OUTPUT,
     |out, r| out.emit(r.map(Either::Left)),
-    |out, l, _dropped| out.emit(l.map(Either::Right))
+    |out, l| out.emit(l.map(Either::Right))
 );

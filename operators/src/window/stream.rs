@@ -79,7 +79,7 @@ where
 
     /// Aggregates each window of each key with `agg`; a result is emitted when the watermark
     /// reaches the window's end − 1, with the window's max timestamp as its event time. Records
-    /// too late for any window are counted in `watershed_late_records_dropped_total`; use
+    /// too late for any window are counted in `watershed_late_records_total{action="dropped"}`; use
     /// [`aggregate_with_late`](Self::aggregate_with_late) to keep them.
     pub fn aggregate<A: Aggregator<T>>(self, agg: A) -> Stream<WindowResult<K, A::Output>> {
         let name = self.keyed.auto_name("window");

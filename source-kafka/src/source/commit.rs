@@ -28,10 +28,10 @@ impl KafkaSource {
     ) -> Result<(), RdError> {
         let started = Instant::now();
         let result = self.blocking(|| self.consumer.commit(offsets, CommitMode::Sync));
-        metrics::histogram!("watershed_kafka_commit_seconds", "kind" => kind)
+        metrics::histogram!(crate::metric_catalogue::COMMIT_SECONDS, "kind" => kind)
             .record(started.elapsed().as_secs_f64());
         if result.is_err() {
-            metrics::counter!("watershed_kafka_commit_errors_total").increment(1);
+            metrics::counter!(crate::metric_catalogue::COMMIT_ERRORS).increment(1);
         }
         result
     }

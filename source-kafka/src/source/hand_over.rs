@@ -75,7 +75,7 @@ impl KafkaSource {
             tracing::error!(error = %e, "kafka: unassigning handed-over partitions failed");
         }
         tracing::info!(partitions = %offsets_text(&all), outcome, "kafka: partitions handed over");
-        metrics::counter!("watershed_kafka_hand_overs_total", "outcome" => outcome).increment(1);
+        metrics::counter!(crate::metric_catalogue::HAND_OVERS, "outcome" => outcome).increment(1);
     }
 
     /// Releases a hand-over that needs no commit, or whose checkpoint did not come in time.

@@ -182,7 +182,7 @@ impl KafkaSource {
         let key = (topic.to_string(), partition);
         let counter = self.records_in.entry(key).or_insert_with(|| {
             metrics::counter!(
-                "watershed_kafka_partition_records_in_total",
+                crate::metric_catalogue::PARTITION_RECORDS_IN,
                 "topic" => topic.to_string(),
                 "partition" => partition.to_string()
             )

@@ -168,7 +168,7 @@ impl LeaseCoordinator {
             why,
             "lease lost"
         );
-        self.count(|c| c.lost += 1, "watershed_kinesis_leases_lost_total");
+        self.count(|c| c.lost += 1, crate::metric_catalogue::LEASES_LOST);
         true
     }
 
@@ -212,7 +212,7 @@ impl LeaseCoordinator {
         for lease in leases.iter().filter(|l| l.is_owned_by(self.worker_id())) {
             if !state.held.contains_key(&lease.key) && !lease.is_finished() {
                 tracing::info!(table = self.shared.table.name(), shard = %lease.key, "lease handed over to this worker");
-                self.count(|c| c.stolen += 1, "watershed_kinesis_leases_stolen_total");
+                self.count(|c| c.stolen += 1, crate::metric_catalogue::LEASES_STOLEN);
                 let held = Held {
                     lease: lease.clone(),
                     renewed: Instant::now(),
@@ -242,9 +242,9 @@ impl LeaseCoordinator {
             if let Some(lease) = self.shared.table.take(&observed, &worker).await? {
                 let was_expired = expired.contains(key);
                 tracing::info!(table = self.shared.table.name(), shard = %key, was_expired, target = plan.target, "lease taken");
-                self.count(|c| c.taken += 1, "watershed_kinesis_leases_taken_total");
+                self.count(|c| c.taken += 1, crate::metric_catalogue::LEASES_TAKEN);
                 if was_expired {
-                    self.count(|c| c.expired += 1, "watershed_kinesis_leases_expired_total");
+                    self.count(|c| c.expired += 1, crate::metric_catalogue::LEASES_EXPIRED);
                 }
                 state.held.insert(
                     key.clone(),
@@ -386,7 +386,7 @@ impl LeaseCoordinator {
 
     fn publish(&self, state: &State, changed: bool) {
         metrics::gauge!(
-            "watershed_kinesis_leases_held",
+            crate::metric_catalogue::LEASES_HELD,
             "table" => self.shared.table.name().to_owned(),
             "worker" => self.worker_id().to_owned(),
         )

@@ -86,7 +86,7 @@ impl LeaseTable {
 
     fn timed(&self, operation: &'static str, started: Instant) {
         metrics::histogram!(
-            "watershed_kinesis_lease_table_seconds",
+            crate::metric_catalogue::LEASE_TABLE_SECONDS,
             "table" => self.table.clone(),
             "operation" => operation,
         )
