@@ -90,16 +90,12 @@ fn kafka_rows_within(topic: &str, limit: Duration) -> Vec<PageStats> {
     rows
 }
 
+/// Everything committed to `topic`, read to the end of every partition.
 fn kafka_rows(topic: &str) -> Vec<PageStats> {
-    let consumer = committed_consumer(topic);
-    let mut rows = Vec::new();
-    let quiet = Instant::now();
-    while quiet.elapsed() < Duration::from_secs(4) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            rows.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
-        }
-    }
-    rows
+    read_committed_to_end(topic, Duration::from_secs(60))
+        .iter()
+        .map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap())
+        .collect()
 }
 
 /// Runs hybrid for `secs`, then stops it with SIGTERM; fails if it exited by itself.

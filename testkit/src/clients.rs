@@ -32,6 +32,49 @@ mod kafka {
         consumer
     }
 
+    /// Every record committed to `topic`, read to the end of each of its partitions (feature
+    /// `kafka`); panics if the end is not reached `within`. Reading for a fixed few seconds is
+    /// not enough: a new consumer's group join and first fetch take seconds on a busy machine.
+    pub fn read_committed_to_end(
+        topic: &str,
+        within: Duration,
+    ) -> Vec<rdkafka::message::OwnedMessage> {
+        use rdkafka::error::KafkaError;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .set("group.id", unique("verify"))
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("consumer is created");
+        consumer.subscribe(&[topic]).expect("subscribed");
+        let partitions = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("topic metadata")
+            .topics()[0]
+            .partitions()
+            .len();
+        let mut ended = std::collections::HashSet::new();
+        let mut messages = Vec::new();
+        let deadline = std::time::Instant::now() + within;
+        while ended.len() < partitions && std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => messages.push(m.detach()),
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    ended.insert(p);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            ended.len(),
+            partitions,
+            "read {topic} to the end of every partition within {within:?}"
+        );
+        messages
+    }
+
     /// An admin client of the Kafka at [`kafka_brokers`] (feature `kafka`).
     pub fn kafka_admin() -> AdminClient<DefaultClientContext> {
         ClientConfig::new()

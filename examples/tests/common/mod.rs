@@ -7,7 +7,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 
 #[allow(unused_imports)] // each test file uses a part
-pub use watershed_testkit::clients::committed_consumer;
+pub use watershed_testkit::clients::{committed_consumer, read_committed_to_end};
 #[allow(unused_imports)] // each test file uses a part
 pub use watershed_testkit::env::{kafka_brokers as brokers, unique};
 

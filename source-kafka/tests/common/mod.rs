@@ -12,7 +12,9 @@ use watershed_core::{CheckpointStore, Pipeline, PipelineConfig, RunSummary, Wate
 use watershed_source_kafka::KafkaSource;
 
 #[allow(unused_imports)] // each test file uses a part
-pub use watershed_testkit::clients::{committed_consumer, create_topics, kafka_admin};
+pub use watershed_testkit::clients::{
+    committed_consumer, create_topics, kafka_admin, read_committed_to_end,
+};
 #[allow(unused_imports)] // each test file uses a part
 pub use watershed_testkit::env::{kafka_brokers as brokers, unique};
 
