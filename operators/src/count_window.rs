@@ -1,7 +1,7 @@
 //! Count windows: a global window per key with a purging count trigger (it fires and clears every `n` elements).
 
 use crate::aggregate::Aggregator;
-use crate::key_groups::snapshot_groups;
+use crate::key_groups::{decode_groups, snapshot_groups};
 use crate::window::WindowResult;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -160,11 +160,8 @@ where
         _groups: &KeyGroups,
         states: &[(u16, Bytes)],
     ) -> Result<(), BoxError> {
-        self.panes.clear();
-        for (_, state) in states {
-            let panes: Vec<(K, Pane<A::Acc>)> = serde_json::from_slice(state)?;
-            self.panes.extend(panes);
-        }
+        let panes: Vec<(K, Pane<A::Acc>)> = decode_groups(states)?;
+        self.panes = panes.into_iter().collect();
         Ok(())
     }
 }

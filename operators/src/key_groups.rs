@@ -1,5 +1,7 @@
 //! What the keyed operators share to checkpoint their state by key group.
 
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use watershed_core::{BoxError, KeyBytes, KeyGroupSnapshot, KeyGroups};
 
 /// Splits `entries` by key group and encodes each group with `encode(carries_totals, entries)`.
@@ -22,4 +24,16 @@ where
         .into_iter()
         .map(|(g, entries)| Ok((g, encode(g == first, entries)?)))
         .collect()
+}
+
+/// The entries of restored key-group blobs that each hold a JSON list of them (what
+/// [`snapshot_groups`] wrote with a plain list encoder), all groups together.
+pub(crate) fn decode_groups<T: DeserializeOwned>(
+    states: &[(u16, Bytes)],
+) -> Result<Vec<T>, BoxError> {
+    let mut all = Vec::new();
+    for (_, state) in states {
+        all.extend(serde_json::from_slice::<Vec<T>>(state)?);
+    }
+    Ok(all)
 }

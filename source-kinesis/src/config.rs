@@ -87,13 +87,7 @@ impl AwsOptions {
         access_key_id: impl Into<String>,
         secret_access_key: impl Into<String>,
     ) -> Self {
-        self.credentials = Some(Credentials::new(
-            access_key_id.into(),
-            secret_access_key.into(),
-            None,
-            None,
-            "watershed-static",
-        ));
+        self.credentials = Some(static_credentials(access_key_id, secret_access_key));
         self
     }
 
@@ -138,19 +132,14 @@ impl AwsOptions {
                 .unwrap_or_else(|| format!("the given client's endpoint ({})", regional(&client)));
             return Ok((client, endpoint));
         }
-        let sdk = match (
-            &self.sdk_config,
-            &self.region,
-            &self.credentials,
-            &self.endpoint_url,
-        ) {
-            (Some(c), ..) => c.clone(),
-            // Everything is given: skip the default chain, which reads profile files and may
-            // probe the instance metadata service before it gives up.
-            (None, Some(_), Some(_), Some(_)) => SdkConfig::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .build(),
-            (None, ..) => aws_config::defaults(BehaviorVersion::latest()).load().await,
+        let sdk = match &self.sdk_config {
+            Some(c) => c.clone(),
+            None => {
+                let given = self.region.is_some()
+                    && self.credentials.is_some()
+                    && self.endpoint_url.is_some();
+                base_sdk_config(given).await
+            }
         };
         let client = self.finish(aws_sdk_kinesis::config::Builder::from(&sdk))?;
         let endpoint = match (&self.endpoint_url, sdk.endpoint_url()) {
@@ -180,6 +169,33 @@ impl AwsOptions {
             ));
         }
         Ok(Client::from_conf(config))
+    }
+}
+
+/// Fixed credentials, under the provider name every client of this crate gives them.
+pub(crate) fn static_credentials(
+    access_key_id: impl Into<String>,
+    secret_access_key: impl Into<String>,
+) -> Credentials {
+    Credentials::new(
+        access_key_id.into(),
+        secret_access_key.into(),
+        None,
+        None,
+        "watershed-static",
+    )
+}
+
+/// The SDK configuration a client starts from. With region, credentials and endpoint all
+/// given (`everything_given`), none of the default chain, which reads profile files and may
+/// probe the instance metadata service before it gives up; otherwise the default chain.
+pub(crate) async fn base_sdk_config(everything_given: bool) -> SdkConfig {
+    if everything_given {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build()
+    } else {
+        aws_config::defaults(BehaviorVersion::latest()).load().await
     }
 }
 

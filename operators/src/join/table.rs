@@ -2,7 +2,7 @@
 //! table keeps the latest value per key, and each element of the other input joins the value
 //! its key has when the element arrives.
 
-use crate::key_groups::snapshot_groups;
+use crate::key_groups::{decode_groups, snapshot_groups};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
@@ -140,11 +140,8 @@ where
         _groups: &KeyGroups,
         states: &[(u16, Bytes)],
     ) -> Result<(), BoxError> {
-        self.table.clear();
-        for (_, state) in states {
-            let pairs: Vec<(K, V)> = serde_json::from_slice(state)?;
-            self.table.extend(pairs);
-        }
+        let pairs: Vec<(K, V)> = decode_groups(states)?;
+        self.table = pairs.into_iter().collect();
         Ok(())
     }
 }

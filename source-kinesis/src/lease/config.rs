@@ -1,7 +1,7 @@
 //! [`LeaseConfig`]: which lease table, which worker, and the timing of leases.
 
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::Client;
 use std::time::Duration;
@@ -113,12 +113,9 @@ impl LeaseConfig {
         access_key_id: impl Into<String>,
         secret_access_key: impl Into<String>,
     ) -> Self {
-        self.credentials = Some(Credentials::new(
-            access_key_id.into(),
-            secret_access_key.into(),
-            None,
-            None,
-            "watershed-static",
+        self.credentials = Some(crate::config::static_credentials(
+            access_key_id,
+            secret_access_key,
         ));
         self
     }
@@ -138,13 +135,9 @@ impl LeaseConfig {
         if let Some(client) = &self.client {
             return (client.clone(), endpoint);
         }
-        let sdk = match (&self.region, &self.credentials, &self.endpoint_url) {
-            // Everything given: skip the default chain (profile files, instance metadata).
-            (Some(_), Some(_), Some(_)) => aws_config::SdkConfig::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .build(),
-            _ => aws_config::defaults(BehaviorVersion::latest()).load().await,
-        };
+        let given =
+            self.region.is_some() && self.credentials.is_some() && self.endpoint_url.is_some();
+        let sdk = crate::config::base_sdk_config(given).await;
         // Lease calls are retried by the coordinator's next round, not by the SDK: a renewal
         // that waits out SDK backoff could outlive the lease it renews.
         let mut builder =
