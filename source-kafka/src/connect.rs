@@ -4,17 +4,142 @@
 //! librdkafka retries an unreachable broker until each request's own timeout (60 s for
 //! transactions) and then reports only `OperationTimedOut`. One metadata request with a short
 //! timeout answers "is anyone there?" before anything waits longer.
+//!
+//! A request that times out does not say why, and a cluster that refuses the credentials or
+//! whose certificate is not trusted looks the same as one that is not there. librdkafka says
+//! why only in error events on the client's main queue, which the source's group consumer
+//! (its main queue is redirected to the consumer queue) and the sink's admin client never
+//! serve at open. So [`reach`] asks with a client of its own and serves its main queue.
 
 use crate::error::KafkaError;
 use crate::limits::TopicLimits;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::{Client, ClientContext, DefaultClientContext};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// How long opening waits for the cluster to answer a metadata request.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// How often [`reach`] looks at what its client heard while the cluster does not answer: a
+/// refusal arrives within a round trip or two, so it is reported in about this long.
+const PROBE_STEP: Duration = Duration::from_millis(500);
+
+/// Whether a librdkafka property says how to reach and authenticate to the cluster (rather
+/// than how to produce or consume), so that every client of a source or sink can be given it.
+pub(crate) fn is_connection_property(key: &str) -> bool {
+    const PREFIXES: [&str; 7] = [
+        "security.",
+        "sasl.",
+        "ssl.",
+        "ssl_",
+        "socket.",
+        "client.",
+        "broker.address.",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || key == "enable.ssl.certificate.verification"
+}
+
+/// The connection properties among `properties`, in their order.
+pub(crate) fn connection_properties(properties: &[(String, String)]) -> Vec<(String, String)> {
+    properties
+        .iter()
+        .filter(|(k, _)| is_connection_property(k))
+        .cloned()
+        .collect()
+}
+
+/// Why the cluster turned the probe away, as librdkafka reported it.
+enum Refusal {
+    Credentials(String),
+    Tls(String),
+}
+
+/// Keeps the first refusal librdkafka reports; other errors (connection refused, brokers
+/// down) only mean "not there yet" and are left to the deadline.
+#[derive(Default)]
+struct ProbeContext {
+    refusal: Mutex<Option<Refusal>>,
+}
+
+impl ClientContext for ProbeContext {
+    // The error events carry the same reasons as the log lines: logging them too would say
+    // everything twice.
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _log_message: &str) {}
+
+    fn error(&self, error: RdError, reason: &str) {
+        let refusal = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => Refusal::Credentials(reason.to_string()),
+            Some(RDKafkaErrorCode::SSL) => Refusal::Tls(reason.to_string()),
+            _ => return,
+        };
+        let mut first = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(refusal);
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
+
+/// Whether the cluster at `brokers` answers a client with these connection properties, within
+/// [`CONNECT_TIMEOUT`]. A refused password or an untrusted certificate fails as such, in about
+/// a second, instead of as unreachable after the timeout. `topic` is what the metadata request
+/// asks about (all topics when `None`; a large cluster's full metadata is worth avoiding).
+/// Blocks: run it on a blocking thread.
+pub(crate) fn reach(
+    brokers: &str,
+    connection: &[(String, String)],
+    topic: Option<&str>,
+) -> Result<(), KafkaError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("allow.auto.create.topics", "false");
+    for (k, v) in connection {
+        config.set(k, v);
+    }
+    // Without a group id its main queue is its own, and `poll` serves the error events.
+    let probe: BaseConsumer<ProbeContext> = config
+        .create_with_context(ProbeContext::default())
+        .map_err(KafkaError::Config)?;
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let step = PROBE_STEP.min(deadline.saturating_duration_since(Instant::now()));
+        let error = match probe.client().fetch_metadata(topic, step) {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        while probe.poll(Duration::ZERO).is_some() {}
+        let refusal = probe
+            .context()
+            .refusal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let brokers = brokers.to_string();
+        match refusal {
+            Some(Refusal::Credentials(reason)) => {
+                return Err(KafkaError::CredentialsRefused { brokers, reason })
+            }
+            Some(Refusal::Tls(reason)) => return Err(KafkaError::TlsFailed { brokers, reason }),
+            None if Instant::now() >= deadline => {
+                return Err(KafkaError::Unreachable {
+                    brokers,
+                    operation: match topic {
+                        Some(topic) => format!("fetching metadata for topic `{topic}`"),
+                        None => "fetching the cluster's metadata".into(),
+                    },
+                    timeout: CONNECT_TIMEOUT,
+                    error: Box::new(error),
+                })
+            }
+            None => {}
+        }
+    }
+}
 
 /// Which of `topics` exist, asking `client` with one metadata request per topic. Must run on a
 /// blocking thread. A topic whose metadata names it unknown is missing; any other answer (a
@@ -59,6 +184,16 @@ pub(crate) async fn topic_limits(
     topic: &str,
     producer_max_bytes: usize,
 ) -> Result<TopicLimits, KafkaError> {
+    {
+        let (brokers, connection, topic) = (
+            brokers.to_string(),
+            connection_properties(properties),
+            topic.to_string(),
+        );
+        tokio::task::spawn_blocking(move || reach(&brokers, &connection, Some(&topic)))
+            .await
+            .map_err(|e| KafkaError::Invalid(format!("metadata request thread: {e}")))??;
+    }
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     for (k, v) in properties {

@@ -24,6 +24,22 @@ pub enum KafkaError {
         #[source]
         error: Box<rdkafka::error::KafkaError>,
     },
+    /// The cluster refused the client's credentials (SASL authentication failed).
+    #[error("kafka at {brokers} refused the client's credentials: {reason}; check sasl.mechanism, sasl.username and sasl.password, and that the user exists for that mechanism")]
+    CredentialsRefused {
+        /// The bootstrap servers.
+        brokers: String,
+        /// librdkafka's account of the refusal.
+        reason: String,
+    },
+    /// The TLS handshake with the cluster failed (an untrusted certificate, say).
+    #[error("TLS handshake with kafka at {brokers} failed: {reason}; check security.protocol and ssl.ca.location (the CA that signed the brokers' certificates)")]
+    TlsFailed {
+        /// The bootstrap servers.
+        brokers: String,
+        /// librdkafka's account of the failure.
+        reason: String,
+    },
     /// Topics the pipeline reads or writes do not exist.
     #[error(
         "kafka topic(s) {} do not exist on {brokers} ({operation}); create them first{hint}",

@@ -1,6 +1,6 @@
 //! The Kafka sink.
 
-use crate::connect::topic_limits;
+use crate::connect::{connection_properties, topic_limits};
 use crate::epoch::{KafkaEpoch, PendingRecord};
 use crate::error::KafkaError;
 use crate::limits::{
@@ -90,11 +90,7 @@ impl KafkaSinkBuilder {
                     .set("isolation.level", "read_committed");
                 // It reaches the same cluster as the producer: TLS and SASL settings too
                 // (without them, a SASL_SSL cluster would refuse it).
-                for (k, v) in self
-                    .properties
-                    .iter()
-                    .filter(|(k, _)| is_connection_property(k))
-                {
+                for (k, v) in connection_properties(&self.properties) {
                     marker_config.set(k, v);
                 }
                 let consumer: BaseConsumer = marker_config.create().map_err(KafkaError::Config)?;
@@ -423,19 +419,4 @@ fn create_producer(
         .create_with_context(DeliveryTracker::new(brokers))
         .map_err(KafkaError::Config)?;
     Ok(Arc::new(producer))
-}
-
-/// Whether a librdkafka property says how to reach and authenticate to the cluster (rather
-/// than how to produce), so that every client of a sink can be given it.
-fn is_connection_property(key: &str) -> bool {
-    const PREFIXES: [&str; 7] = [
-        "security.",
-        "sasl.",
-        "ssl.",
-        "ssl_",
-        "socket.",
-        "client.",
-        "broker.address.",
-    ];
-    PREFIXES.iter().any(|p| key.starts_with(p)) || key == "enable.ssl.certificate.verification"
 }

@@ -151,18 +151,21 @@ fn watch(w: &Watched, stop: &AtomicBool) {
 }
 
 /// The check when the source opens: a wrong address fails here, within
-/// [`CONNECT_TIMEOUT`](crate::connect::CONNECT_TIMEOUT), and missing topics fail (or, with
+/// [`CONNECT_TIMEOUT`](crate::connect::CONNECT_TIMEOUT), refused credentials or an untrusted
+/// certificate sooner and as such (`connect::reach`), and missing topics fail (or, with
 /// `Wait`, are returned to be waited for).
 pub(crate) async fn check_at_open(
     consumer: Arc<BaseConsumer<SourceContext>>,
     brokers: &str,
+    connection: &[(String, String)],
     subscription: &[String],
     policy: MissingTopics,
 ) -> Result<Vec<String>, KafkaError> {
     use crate::connect::CONNECT_TIMEOUT;
     let topics = named(subscription);
-    let (b, t) = (brokers.to_string(), topics.clone());
+    let (b, t, c) = (brokers.to_string(), topics.clone(), connection.to_vec());
     let missing = tokio::task::spawn_blocking(move || {
+        crate::connect::reach(&b, &c, t.first().map(String::as_str))?;
         if t.is_empty() {
             // Patterns only: nothing to look up, but the cluster must answer.
             return consumer

@@ -153,6 +153,7 @@ impl KafkaSourceBuilder {
             fetch,
             watch: None,
             wake,
+            connection: crate::connect::connection_properties(&self.properties),
             brokers: self.brokers,
             missing_topics: self.missing_topics,
             keepalive: None,

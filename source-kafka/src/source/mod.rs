@@ -47,6 +47,9 @@ pub struct KafkaSource {
     /// Wakes the source's task (librdkafka's queues, the topic watcher).
     wake: Arc<Notify>,
     brokers: String,
+    /// The user's properties that say how to reach the cluster (TLS, SASL), for the check at
+    /// open.
+    connection: Vec<(String, String)>,
     missing_topics: MissingTopics,
     /// Keeps the group membership while the pipeline does not poll (see `keepalive.rs`);
     /// started by `open`, stopped before the consumer closes.
@@ -135,6 +138,7 @@ impl Source for KafkaSource {
         let missing = crate::topic_check::check_at_open(
             self.consumer.clone(),
             &self.brokers,
+            &self.connection,
             &self.topics,
             self.missing_topics,
         )
