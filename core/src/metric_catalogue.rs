@@ -63,14 +63,22 @@ pub const ACTION_SIDE_OUTPUT: &str = "side_output";
 /// [`OperatorContext`](crate::operator::OperatorContext)).
 pub const UNNAMED_NODE: &str = "unnamed";
 
-/// Counter: records a source read, `{node}`.
+/// Counter: records a source read or an operator received, `{node}`.
 pub const RECORDS_IN: &str = "watershed_records_in_total";
 /// Counter: records a source refused for a timestamp too far in the future, `{node}`.
 pub const RECORDS_FUTURE: &str = "watershed_records_future_total";
 /// Counter: records a node rejected (to the error policy), `{node}`.
 pub const RECORDS_REJECTED: &str = "watershed_records_rejected_total";
-/// Counter: records a sink wrote, `{node}`.
+/// Counter: records a sink wrote or an operator emitted, `{node}`.
 pub const RECORDS_OUT: &str = "watershed_records_out_total";
+/// Counter: microseconds a node waited to hand a batch to the next task because its channel
+/// was full (back-pressure from downstream), `{node}`.
+pub const BACKPRESSURE: &str = "watershed_backpressure_microseconds_total";
+/// Gauge: pre-committed epochs a sink holds until their checkpoints complete, `{node}`.
+pub const SINK_PENDING_COMMITS: &str = "watershed_sink_pending_commits";
+/// Gauge: seconds of event time between a source's most and least advanced active split,
+/// `{node}`.
+pub const EVENT_TIME_SKEW: &str = "watershed_event_time_skew_seconds";
 /// Histogram: seconds from a record's event time to its write by a sink, `{node}`.
 pub const END_TO_END_LATENCY: &str = "watershed_end_to_end_latency_seconds";
 /// Histogram: seconds from a checkpoint's trigger to its manifest being written, `{pipeline}`.
@@ -138,7 +146,13 @@ use MetricKind::{Counter, Gauge, Histogram};
 
 /// Every metric of core and `watershed-operators`.
 pub const CATALOGUE: &[MetricDef] = &[
-    def(RECORDS_IN, Counter, Unit::Count, &[LABEL_NODE], "Records a source read."),
+    def(
+        RECORDS_IN,
+        Counter,
+        Unit::Count,
+        &[LABEL_NODE],
+        "Records a source read or an operator received.",
+    ),
     def(
         RECORDS_FUTURE,
         Counter,
@@ -153,7 +167,34 @@ pub const CATALOGUE: &[MetricDef] = &[
         &[LABEL_NODE],
         "Records a node rejected to the pipeline's error policy.",
     ),
-    def(RECORDS_OUT, Counter, Unit::Count, &[LABEL_NODE], "Records a sink wrote."),
+    def(
+        RECORDS_OUT,
+        Counter,
+        Unit::Count,
+        &[LABEL_NODE],
+        "Records a sink wrote or an operator emitted.",
+    ),
+    def(
+        BACKPRESSURE,
+        Counter,
+        Unit::Microseconds,
+        &[LABEL_NODE],
+        "Microseconds the node waited on a full channel to the next task (back-pressure).",
+    ),
+    def(
+        SINK_PENDING_COMMITS,
+        Gauge,
+        Unit::Count,
+        &[LABEL_NODE],
+        "Pre-committed epochs the sink holds until their checkpoints complete.",
+    ),
+    def(
+        EVENT_TIME_SKEW,
+        Gauge,
+        Unit::Seconds,
+        &[LABEL_NODE],
+        "Event time between the source's most and least advanced active split.",
+    ),
     def(
         END_TO_END_LATENCY,
         Histogram,

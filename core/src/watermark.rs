@@ -376,6 +376,26 @@ impl SplitWatermarks {
         (!was_idle).then_some(WatermarkUpdate::Idle)
     }
 
+    /// How far the most advanced split is ahead of the least advanced one, in event time
+    /// (milliseconds): over the splits that have read records and are not idle; `None` with
+    /// fewer than two such splits. A large skew is what makes windows wait and state grow.
+    pub fn skew_millis(&self, now: Instant) -> Option<i64> {
+        let init = Self::initial_max(self.delay_ms.unwrap_or(0));
+        let active = self.splits.values().filter(|s| {
+            s.max_ts > init
+                && self
+                    .idle_timeout
+                    .is_none_or(|t| now.saturating_duration_since(s.last_activity) <= t)
+        });
+        let (mut low, mut high, mut n) = (i64::MAX, i64::MIN, 0);
+        for s in active {
+            low = low.min(s.max_ts);
+            high = high.max(s.max_ts);
+            n += 1;
+        }
+        (n >= 2).then(|| high.saturating_sub(low))
+    }
+
     /// True when the last update reported every split idle.
     #[cfg(test)]
     pub fn is_idle(&self) -> bool {
@@ -450,6 +470,25 @@ mod tests {
         let later = Instant::now() + Duration::from_millis(50);
         assert_eq!(w.update(later), Some(WatermarkUpdate::Idle));
         assert_eq!(w.update(later), None);
+    }
+
+    #[test]
+    fn skew_is_the_event_time_gap_between_the_most_and_least_advanced_active_split() {
+        let t0 = Instant::now();
+        let mut w = SplitWatermarks::new(Some(Duration::ZERO), Some(Duration::from_secs(5)));
+        w.split_added(&split("a"), t0);
+        w.observe(&split("b"), EventTime(1_000), t0);
+        assert_eq!(
+            w.skew_millis(t0),
+            None,
+            "a split without records has no event time yet"
+        );
+        w.observe(&split("a"), EventTime(4_000), t0);
+        w.observe(&split("c"), EventTime(2_500), t0);
+        assert_eq!(w.skew_millis(t0), Some(3_000));
+        let later = t0 + Duration::from_secs(6);
+        w.observe(&split("c"), EventTime(2_600), later);
+        assert_eq!(w.skew_millis(later), None, "idle splits do not count");
     }
 
     #[test]

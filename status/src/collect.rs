@@ -5,9 +5,9 @@ use crate::prometheus::Sample;
 use crate::views::{Bucket, CheckpointsView, Distribution, NodeMetrics, SplitLag, Totals};
 use std::collections::BTreeMap;
 use watershed_core::metric_catalogue::{
-    CHECKPOINTS, CHECKPOINTS_CORRUPT as CORRUPT, CHECKPOINT_DURATION as DURATION,
-    CHECKPOINT_LAST_COMPLETED as LAST_COMPLETED, RECORDS_IN, RECORDS_OUT,
-    RECORDS_REJECTED as REJECTED,
+    BACKPRESSURE, CHECKPOINTS, CHECKPOINTS_CORRUPT as CORRUPT, CHECKPOINT_DURATION as DURATION,
+    CHECKPOINT_LAST_COMPLETED as LAST_COMPLETED, EVENT_TIME_SKEW, RECORDS_IN, RECORDS_OUT,
+    RECORDS_REJECTED as REJECTED, SINK_PENDING_COMMITS,
 };
 use watershed_core::{NodeKind, PipelineDescription};
 
@@ -44,19 +44,28 @@ pub(crate) fn node_metrics(
             RECORDS_IN => node.records_in += sample.value,
             RECORDS_OUT => node.records_out += sample.value,
             REJECTED => node.rejected += sample.value,
+            BACKPRESSURE => node.backpressure_seconds += sample.value / 1e6,
+            SINK_PENDING_COMMITS => node.pending_commits += sample.value,
+            EVENT_TIME_SKEW => {
+                node.event_time_skew_seconds = node.event_time_skew_seconds.max(sample.value)
+            }
             _ => {}
         }
     }
     nodes
 }
 
-/// Sums over `nodes`; what the dead-letter sink wrote counts apart from the output.
+/// Sums over `nodes`; what the dead-letter sink wrote counts apart from the output, and what
+/// operators receive and emit is neither input nor output.
 pub(crate) fn totals(nodes: &BTreeMap<String, NodeMetrics>, graph: &PipelineDescription) -> Totals {
     let mut totals = Totals::default();
     for (name, node) in nodes {
-        let dead_letter = graph
-            .node(name)
-            .is_some_and(|n| n.kind == NodeKind::DeadLetter);
+        let kind = graph.node(name).map(|n| n.kind);
+        if matches!(kind, Some(NodeKind::Operator | NodeKind::KeyedOperator)) {
+            totals.rejected += node.rejected;
+            continue;
+        }
+        let dead_letter = kind == Some(NodeKind::DeadLetter);
         totals.records_in += node.records_in;
         totals.rejected += node.rejected;
         if dead_letter {

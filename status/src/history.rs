@@ -17,7 +17,8 @@ const KEPT: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub(crate) struct Reading {
     pub at: Instant,
-    pub nodes: BTreeMap<String, [f64; 3]>,
+    /// Records in, out, rejected, and seconds of back-pressure, per node.
+    pub nodes: BTreeMap<String, [f64; 4]>,
     pub checkpoint_count: f64,
     pub checkpoint_sum: f64,
 }
@@ -31,7 +32,15 @@ impl Reading {
     ) -> Self {
         let nodes = nodes
             .iter()
-            .map(|(name, n)| (name.clone(), [n.records_in, n.records_out, n.rejected]))
+            .map(|(name, n)| {
+                let counters = [
+                    n.records_in,
+                    n.records_out,
+                    n.rejected,
+                    n.backpressure_seconds,
+                ];
+                (name.clone(), counters)
+            })
             .collect();
         Reading {
             at,
@@ -76,6 +85,7 @@ impl History {
             node.records_in_per_second = rate(node.records_in, before[0]);
             node.records_out_per_second = rate(node.records_out, before[1]);
             node.rejected_per_second = rate(node.rejected, before[2]);
+            node.backpressure_per_second = rate(node.backpressure_seconds, before[3]);
         }
     }
 

@@ -26,9 +26,9 @@ pub struct MetricsView {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct NodeMetrics {
-    /// Records read (`watershed_records_in_total`; sources).
+    /// Records read by a source or received by an operator (`watershed_records_in_total`).
     pub records_in: f64,
-    /// Records written (`watershed_records_out_total`; sinks and the dead-letter sink).
+    /// Records written by a sink or emitted by an operator (`watershed_records_out_total`).
     pub records_out: f64,
     /// Records sent to the error path (`watershed_records_rejected_total`).
     pub rejected: f64,
@@ -39,6 +39,19 @@ pub struct NodeMetrics {
     pub records_out_per_second: Option<f64>,
     /// `rejected` per second, likewise.
     pub rejected_per_second: Option<f64>,
+    /// Seconds the node waited on a full channel to the next task, summed over its instances
+    /// (`watershed_backpressure_microseconds_total`): back-pressure from downstream.
+    pub backpressure_seconds: f64,
+    /// `backpressure_seconds` per second over the last few seconds: the share of the time the
+    /// node was held back (per instance summed, so up to its parallelism); `null` until the
+    /// server has an earlier reading.
+    pub backpressure_per_second: Option<f64>,
+    /// Pre-committed epochs a sink holds until their checkpoints complete
+    /// (`watershed_sink_pending_commits`).
+    pub pending_commits: f64,
+    /// Event time between a source's most and least advanced active split, in seconds
+    /// (`watershed_event_time_skew_seconds`; the largest over the node's instances).
+    pub event_time_skew_seconds: f64,
     /// Every series labelled with this node, by metric name, summed over its other labels
     /// (histograms and summaries as `_sum` and `_count`).
     pub series: BTreeMap<String, f64>,
@@ -65,7 +78,7 @@ pub struct SplitLag {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Totals {
-    /// Records read by every source.
+    /// Records read by every source (operators' `records_in` are not input).
     pub records_in: f64,
     /// Records written by every sink but the dead-letter sink.
     pub records_out: f64,

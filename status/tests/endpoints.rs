@@ -56,6 +56,14 @@ fn record_known_metrics(recorder: &PrometheusRecorder) {
         metrics::counter!("watershed_records_rejected_total", "node" => "counts.1").increment(3);
         metrics::counter!("watershed_records_out_total", "node" => "out").increment(995);
         metrics::counter!("watershed_records_out_total", "node" => "dead-letters").increment(5);
+        // What an operator receives and emits is neither the pipeline's input nor its output.
+        metrics::counter!("watershed_records_in_total", "node" => "counts.0").increment(400);
+        metrics::counter!("watershed_records_in_total", "node" => "counts.1").increment(600);
+        metrics::counter!("watershed_records_out_total", "node" => "counts.1").increment(595);
+        metrics::counter!("watershed_backpressure_microseconds_total", "node" => "counts.shuffle")
+            .increment(2_500_000);
+        metrics::gauge!("watershed_sink_pending_commits", "node" => "out").set(1.0);
+        metrics::gauge!("watershed_event_time_skew_seconds", "node" => "numbers").set(3.5);
         metrics::gauge!("watershed_kafka_consumer_lag", "topic" => "clicks", "partition" => "1")
             .set(42.0);
         metrics::gauge!("watershed_kinesis_millis_behind_latest", "stream" => "clicks", "shard" => "shardId-0")
@@ -72,7 +80,9 @@ fn record_known_metrics(recorder: &PrometheusRecorder) {
 }
 
 /// Rule: `/api/metrics` sums a keyed operator's instances under its graph name, lists every
-/// graph node (zeros until it reports), counts dead letters apart from the output, and
+/// graph node (zeros until it reports), counts dead letters apart from the output and
+/// operators' records apart from input and output, reports back-pressure, sinks' pending
+/// commits and sources' event-time skew, and
 /// reports Kafka and Kinesis lag per split; `/api/checkpoints` gives count, last completion,
 /// age and the duration distribution; `/api/graph` is `describe()`.
 #[test]
@@ -96,6 +106,15 @@ fn json_endpoints_report_the_rendered_metrics_under_graph_names() {
     assert_eq!(metrics.nodes["numbers"].records_in, 1000.0);
     assert_eq!(metrics.nodes["counts"].rejected, 5.0);
     assert_eq!(metrics.nodes["counts.shuffle"].records_in, 0.0);
+    assert_eq!(metrics.nodes["counts"].records_in, 1000.0);
+    assert_eq!(metrics.nodes["counts"].records_out, 595.0);
+    assert_eq!(metrics.nodes["counts.shuffle"].backpressure_seconds, 2.5);
+    assert_eq!(metrics.nodes["out"].pending_commits, 1.0);
+    assert_eq!(metrics.nodes["numbers"].event_time_skew_seconds, 3.5);
+    assert_eq!(
+        metrics.totals.records_in, 1000.0,
+        "the source's records only"
+    );
     assert_eq!(metrics.nodes["out"].records_out, 995.0);
     assert_eq!(metrics.nodes["numbers"].records_in_per_second, None);
     assert_eq!(metrics.totals.records_out, 995.0);
@@ -145,6 +164,17 @@ fn json_endpoints_agree_with_a_pipeline_run_in_process() {
     );
     assert_eq!(metrics.nodes["out"].records_out, out.values().len() as f64);
     assert_eq!(metrics.totals.records_out, summary.records_out as f64);
+    assert_eq!(metrics.totals.records_in, summary.records_in as f64);
+    // Every record reaches the keyed operator and passes through it.
+    assert_eq!(
+        metrics.nodes["counts"].records_in,
+        summary.records_in as f64
+    );
+    assert_eq!(
+        metrics.nodes["counts"].records_out,
+        out.values().len() as f64
+    );
+    assert_eq!(metrics.nodes["out"].pending_commits, 0.0, "all committed");
     let checkpoints = page.checkpoints();
     assert_eq!(checkpoints.completed, summary.checkpoints as f64);
     assert!(checkpoints.completed >= 1.0, "a final checkpoint at least");
@@ -218,4 +248,43 @@ async fn the_server_answers_known_paths_and_refuses_bad_requests() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let again = http(address, &get("/api/checkpoints")).await;
     assert!(again.starts_with("HTTP/1.1 200"), "still serving: {again}");
+}
+
+/// Rule: a node whose next task cannot keep up reports back-pressure: the source of a
+/// pipeline whose next operator is slow (its own task, behind a one-batch channel) waited,
+/// and the page says for how long; the fast operator downstream of it did not.
+#[test]
+fn a_slow_operator_shows_as_back_pressure_on_the_node_before_it() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let pipeline = Pipeline::new(
+        PipelineConfig::new("slow")
+            .checkpoint_store(CheckpointStore::memory())
+            .channel_capacity(1)
+            .handle_signals(false),
+    );
+    pipeline
+        .source("numbers", numbers(1, 320), WatermarkStrategy::none())
+        .start_new_chain()
+        .apply(
+            "slow",
+            FnOperator::new(|b: Batch<u64>, out: &mut Collector<u64>| {
+                // Blocks the (single) runtime thread, as CPU-heavy work would.
+                std::thread::sleep(Duration::from_millis(5));
+                out.emit_all(b)
+            }),
+        )
+        .sink("out", CollectSink::new());
+    let page = StatusPage::new(recorder.handle(), pipeline.describe());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || runtime.block_on(pipeline.run())).unwrap();
+    let metrics = page.metrics();
+    // 20 batches of 16, 5 ms each: the source waits for most of the ~100 ms.
+    let waited = metrics.nodes["numbers"].backpressure_seconds;
+    assert!(waited >= 0.02, "the source waited {waited} s");
+    assert_eq!(metrics.nodes["slow"].backpressure_seconds, 0.0);
+    assert_eq!(metrics.nodes["slow"].records_in, 320.0);
+    assert_eq!(metrics.nodes["slow"].records_out, 320.0);
 }

@@ -83,6 +83,7 @@ pub(super) fn sink_stage<S: Sink>(
         },
         records_out: metrics::counter!(m::RECORDS_OUT, m::LABEL_NODE => node.clone()),
         latency: metrics::histogram!(m::END_TO_END_LATENCY, m::LABEL_NODE => node.clone()),
+        pending_commits: metrics::gauge!(m::SINK_PENDING_COMMITS, m::LABEL_NODE => node.clone()),
         node,
         sink,
         restored,
@@ -104,6 +105,8 @@ pub(super) fn operator_stage<O: Operator>(
     op.open(&OperatorContext::new(ctx.config.id.clone(), node.clone()));
     ctx.participate();
     Ok(OperatorStage {
+        records_in: metrics::counter!(m::RECORDS_IN, m::LABEL_NODE => node.clone()),
+        records_out: metrics::counter!(m::RECORDS_OUT, m::LABEL_NODE => node.clone()),
         node: node.clone(),
         op,
         out,

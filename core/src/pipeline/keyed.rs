@@ -87,10 +87,14 @@ impl<T: Send + 'static, K: KeyBytes + Send + 'static> KeyedStream<T, K> {
         let mut parts: Vec<Inputs<T>> = Vec::with_capacity(n);
         {
             let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(cap)).unzip();
-            let outs = txs.into_iter().map(Output::Channel).collect();
+            let node = shuffle.clone();
             stream.push_task(
                 &shuffle,
                 Box::new(move |_| {
+                    let outs = txs
+                        .into_iter()
+                        .map(|tx| Output::channel(tx, &node))
+                        .collect();
                     // A parallelism above max_parallelism is refused before this runs; the clamp in
                     // instance_of_group keeps the index in range regardless.
                     let route = move |r: &crate::record::Record<T>| {
@@ -111,8 +115,8 @@ impl<T: Send + 'static, K: KeyBytes + Send + 'static> KeyedStream<T, K> {
             stream.push_task(
                 &node,
                 Box::new(move |ctx| {
-                    let stage =
-                        operator_stage(ctx, task_node, op, Output::Channel(tx), Some(keyed))?;
+                    let out = Output::channel(tx, &task_node);
+                    let stage = operator_stage(ctx, task_node, op, out, Some(keyed))?;
                     let complete = ctx.complete_rx.clone();
                     Ok(
                         tasks::run_chain(inputs, Box::new(stage), complete, TaskKind::Operator)

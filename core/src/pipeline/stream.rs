@@ -134,7 +134,10 @@ impl<T: Send + 'static> Stream<T> {
             Some(Head::Channels(rxs)) => rxs,
             Some(Head::Pending { name, build }) => {
                 let (tx, rx) = mpsc::channel(self.config.channel_capacity);
-                let factory: TaskFactory = Box::new(move |ctx| build(ctx, Output::Channel(tx)));
+                // Metric handles are made when the pipeline runs, under its recorder.
+                let node = name.clone();
+                let factory: TaskFactory =
+                    Box::new(move |ctx| build(ctx, Output::channel(tx, &node)));
                 self.graph
                     .lock()
                     .expect("graph lock")
@@ -318,10 +321,16 @@ impl<T: Send + 'static> Stream<T> {
             Transport::Channel,
         );
         let inputs = self.take_inputs();
-        let outs = txs.into_iter().map(Output::Channel).collect();
+        let node = name.clone();
         self.push_task(
             &name,
-            Box::new(move |_| Ok(tasks::fan_out(inputs, outs).boxed())),
+            Box::new(move |_| {
+                let outs = txs
+                    .into_iter()
+                    .map(|tx| Output::channel(tx, &node))
+                    .collect();
+                Ok(tasks::fan_out(inputs, outs).boxed())
+            }),
         );
         rxs.into_iter()
             .map(|rx| self.derive(vec![rx], vec![name.clone()]))
@@ -342,8 +351,9 @@ impl<L: Send + 'static, R: Send + 'static> Stream<Either<L, R>> {
             Transport::Channel,
         );
         let mut inputs = self.take_inputs();
-        let (mut left, mut right) = (Output::Channel(ltx), Output::Channel(rtx));
+        let node = name.clone();
         let factory: TaskFactory = Box::new(move |_| {
+            let (mut left, mut right) = (Output::channel(ltx, &node), Output::channel(rtx, &node));
             Ok(async move {
                 while let Some(m) = inputs.next().await {
                     match m {

@@ -24,6 +24,7 @@ pub(crate) struct SinkStage<S: Sink> {
     pub written: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     pub records_out: metrics::Counter,
     pub latency: metrics::Histogram,
+    pub pending_commits: metrics::Gauge,
     /// Where the records the sink refuses go; `None` for the dead-letter sink itself.
     pub rejects: Option<Rejects>,
 }
@@ -102,6 +103,7 @@ impl<S: Sink> Downstream<S::Item> for SinkStage<S> {
                     r.barrier(id).await;
                 }
                 self.pending.insert(id, handle);
+                self.pending_commits.set(self.pending.len() as f64);
                 let value = serde_json::to_value(self.pending.iter().collect::<Vec<_>>())
                     .map_err(|e| Error::state(&self.node, e))?;
                 let _ = self.acks.send(Ack {
@@ -123,6 +125,7 @@ impl<S: Sink> Downstream<S::Item> for SinkStage<S> {
             }
             let (id, handle) = entry.remove_entry();
             self.commit(id, handle).await?;
+            self.pending_commits.set(self.pending.len() as f64);
         }
         Ok(())
     }

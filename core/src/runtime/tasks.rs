@@ -21,8 +21,32 @@ use tokio::sync::{mpsc, watch};
 /// Where a task's output goes: a bounded channel to the next task, or straight into the next
 /// stage of the same task (operator chaining: no channel hop, no cross-thread wake-up).
 pub(crate) enum Output<T> {
-    Channel(mpsc::Sender<Message<T>>),
+    Channel(Channel<T>),
     Chained(Box<dyn Downstream<T>>),
+}
+
+/// A bounded channel to the next task, and the time its sender waited on it while full.
+pub(crate) struct Channel<T> {
+    tx: mpsc::Sender<Message<T>>,
+    blocked: metrics::Counter,
+}
+
+impl<T: Send + 'static> Channel<T> {
+    /// Sends, counting the wait only when the channel is full: the common case costs one
+    /// `try_send` and no clock read.
+    async fn send(&self, m: Message<T>) -> bool {
+        match self.tx.try_send(m) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                let started = Instant::now();
+                let sent = self.tx.send(m).await.is_ok();
+                self.blocked
+                    .increment(started.elapsed().as_micros().min(u64::MAX as u128) as u64);
+                sent
+            }
+        }
+    }
 }
 
 /// The next stage of a chain (an operator or a sink), fed in the same task.
@@ -41,11 +65,19 @@ pub(crate) trait Downstream<T>: Send {
 }
 
 impl<T: Send + 'static> Output<T> {
+    /// An output into `tx`, whose waits on a full channel count as `node`'s back-pressure.
+    pub(crate) fn channel(tx: mpsc::Sender<Message<T>>, node: &str) -> Self {
+        Output::Channel(Channel {
+            tx,
+            blocked: metrics::counter!(m::BACKPRESSURE, m::LABEL_NODE => node.to_string()),
+        })
+    }
+
     /// Sends downstream. `Ok(false)` means the receiver is gone: the pipeline is being torn
     /// down after a failure elsewhere, which the coordinator reports, so the task ends quietly.
     pub(crate) async fn send(&mut self, m: Message<T>) -> Result<bool> {
         match self {
-            Output::Channel(tx) => Ok(tx.send(m).await.is_ok()),
+            Output::Channel(channel) => Ok(channel.send(m).await),
             Output::Chained(next) => next.push(m).await,
         }
     }
@@ -78,6 +110,10 @@ impl<T: Send + 'static> Output<T> {
         }
     }
 }
+
+/// How often a source task updates its event-time skew gauge: often enough for a status page,
+/// rarely enough that many splits cost nothing per batch.
+const SKEW_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) struct SourceTask<S: Source> {
     pub node: String,
@@ -115,6 +151,8 @@ impl<S: Source> SourceTask<S> {
             ..Default::default()
         };
         let records_in = metrics::counter!(m::RECORDS_IN, m::LABEL_NODE => node.clone());
+        let skew = metrics::gauge!(m::EVENT_TIME_SKEW, m::LABEL_NODE => node.clone());
+        let mut skew_due = Instant::now();
         let mut finished = false;
         let mut stop_at = None;
         'outer: loop {
@@ -189,6 +227,11 @@ impl<S: Source> SourceTask<S> {
                         if !self.out.send(update_message(u)).await? {
                             break;
                         }
+                    }
+                    if now >= skew_due {
+                        let millis = tracker.skew_millis(now).unwrap_or(0);
+                        skew.set(millis as f64 / 1000.0);
+                        skew_due = now + SKEW_EVERY;
                     }
                 }
                 SourceEvent::Progress { split, time } => {
@@ -387,6 +430,8 @@ pub(crate) struct OperatorStage<O: Operator> {
     pub collector: Collector<O::Out>,
     /// Set for an instance of a keyed operator.
     pub keyed: Option<Keyed>,
+    pub records_in: metrics::Counter,
+    pub records_out: metrics::Counter,
 }
 
 /// What an instance of a keyed operator is: which operator, and which key groups it owns.
@@ -436,6 +481,7 @@ impl<O: Operator> OperatorStage<O> {
         if records.is_empty() {
             return Ok(true);
         }
+        self.records_out.increment(records.len() as u64);
         self.out.send(Message::Data(records)).await
     }
 }
@@ -462,6 +508,7 @@ impl<O: Operator> Downstream<O::In> for OperatorStage<O> {
         let err = |e| Error::operator(self.node.clone(), e);
         match m {
             Message::Data(batch) => {
+                self.records_in.increment(batch.len() as u64);
                 self.op.process(batch, &mut self.collector).map_err(err)?;
                 self.flush().await
             }
