@@ -2,7 +2,7 @@
 //! its records become Watershed records. The enhanced fan-out loop is in `efo.rs`.
 
 use crate::config::{with_stream, StreamRef};
-use crate::deaggregate::{deaggregate, KPL_MAGIC};
+use crate::deaggregate::{split, NotAggregate, KPL_MAGIC};
 use crate::error::{classify, code, detail, Failure, KinesisError};
 use crate::retry::{Call, Retry, Verdict};
 use crate::source::{ShardPosition, SourceOptions, StartPosition};
@@ -227,48 +227,41 @@ impl ShardReader {
         last: &Option<String>,
         first: bool,
     ) -> Result<Option<String>, Stop> {
-        let mut retry = Retry::new(&self.options.backoff);
-        loop {
-            let start = self.start_after(last, first);
-            let request =
-                with_stream!(self.client.get_shard_iterator(), &self.stream).shard_id(&self.shard);
-            let request = match &start {
-                StartAt::After(seq) => request
-                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                    .starting_sequence_number(seq),
-                StartAt::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
-                StartAt::Timestamp(ms) => request
-                    .shard_iterator_type(ShardIteratorType::AtTimestamp)
-                    .timestamp(DateTime::from_millis(*ms)),
-                StartAt::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
-            };
-            match request.send().await {
-                Ok(out) => return Ok(out.shard_iterator().map(str::to_owned)),
-                Err(e) => {
-                    let failure = match classify(&e) {
-                        // The stream is not ACTIVE (being created or updated): it will be.
-                        Failure::Fatal if code(&e) == Some("ResourceInUseException") => {
-                            Failure::Transient
-                        }
-                        failure => failure,
-                    };
-                    match retry.after(failure) {
-                        Verdict::Retry(delay) => {
-                            self.count(failure, "GetShardIterator");
-                            tokio::time::sleep(delay).await;
-                        }
-                        verdict => {
-                            return Err(self.stop(
-                                "GetShardIterator",
-                                Some(&start),
-                                last,
-                                verdict,
-                                &e,
-                            ))
-                        }
+        let start = self.start_after(last, first);
+        let call = self.call("GetShardIterator");
+        let failure_of = |e: &SdkError<_, _>| match classify(e) {
+            // The stream is not ACTIVE (being created or updated): it will be.
+            Failure::Fatal if code(e) == Some("ResourceInUseException") => Failure::Transient,
+            failure => failure,
+        };
+        let got = call
+            .run_with(failure_of, || {
+                let request = with_stream!(self.client.get_shard_iterator(), &self.stream)
+                    .shard_id(&self.shard);
+                match &start {
+                    StartAt::After(seq) => request
+                        .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                        .starting_sequence_number(seq),
+                    StartAt::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+                    StartAt::Timestamp(ms) => request
+                        .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                        .timestamp(DateTime::from_millis(*ms)),
+                    StartAt::TrimHorizon => {
+                        request.shard_iterator_type(ShardIteratorType::TrimHorizon)
                     }
                 }
-            }
+                .send()
+            })
+            .await;
+        match got {
+            Ok(out) => Ok(out.shard_iterator().map(str::to_owned)),
+            Err(failed) => Err(self.stop(
+                "GetShardIterator",
+                Some(&start),
+                last,
+                failed.verdict(),
+                failed.sdk(),
+            )),
         }
     }
 
@@ -393,15 +386,29 @@ impl ShardReader {
             offset: Offset::Sequence(Arc::new(SequenceNumber { number, sub })),
         };
         if self.options.deaggregate && data.starts_with(&KPL_MAGIC) {
-            if let Some(users) = deaggregate(&data) {
-                for (sub, user) in users.into_iter().enumerate() {
-                    let sub = u32::try_from(sub).unwrap_or(u32::MAX);
-                    let mut record = Record::new(user.data, timestamp)
-                        .with_origin(origin(r.sequence_number.clone(), sub));
-                    record.key = Some(Bytes::from(user.partition_key.into_bytes()));
-                    out.push(record);
+            match split(&data) {
+                Ok(users) => {
+                    for (sub, user) in users.into_iter().enumerate() {
+                        let sub = u32::try_from(sub).unwrap_or(u32::MAX);
+                        let mut record = Record::new(user.data, timestamp)
+                            .with_origin(origin(r.sequence_number.clone(), sub));
+                        record.key = Some(Bytes::from(user.partition_key.into_bytes()));
+                        out.push(record);
+                    }
+                    return;
                 }
-                return;
+                // A plain record that happens to start with the magic bytes.
+                Err(NotAggregate::NoMagic | NotAggregate::Checksum) => {}
+                // The checksum held, so a producer wrote a broken aggregate: it is delivered
+                // whole like any record that is not an aggregate, but said, since its user
+                // records will not arrive apart.
+                Err(reason) => tracing::warn!(
+                    stream = self.stream.as_str(),
+                    shard = %self.shard,
+                    sequence = %r.sequence_number,
+                    %reason,
+                    "KPL aggregate not split, delivered as one record"
+                ),
             }
         }
         let mut record = Record::new(data, timestamp).with_origin(origin(r.sequence_number, 0));

@@ -230,6 +230,8 @@ pub(crate) async fn put_all(
     let total = entries.len();
     let mut pending = entries;
     let mut attempt = 0u32;
+    // Running out of waits is running out of attempts.
+    let mut waits = backoff.delays_between(backoff.max_attempts);
     // Only for a request that gets no answer at all: partial failures count attempts.
     let mut reach = Retry::new(backoff);
     loop {
@@ -281,7 +283,7 @@ pub(crate) async fn put_all(
                 }
             },
         };
-        if attempt >= backoff.max_attempts {
+        let Some(wait) = waits.next() else {
             return Err(KinesisError::RecordsFailed {
                 stream: stream.as_str().to_owned(),
                 failed: pending.len(),
@@ -290,9 +292,9 @@ pub(crate) async fn put_all(
                 error_code,
                 error_message,
             });
-        }
+        };
         stats.add_retry(stream.as_str(), "PutRecords");
-        tokio::time::sleep(backoff.delay(attempt - 1)).await;
+        tokio::time::sleep(wait).await;
     }
 }
 
