@@ -74,6 +74,8 @@ struct Shared {
     handle: PrometheusHandle,
     graph: PipelineDescription,
     history: Mutex<History>,
+    /// Recent answers of the JSON endpoints, by path (see `server::FRESH_FOR`).
+    answers: Mutex<Vec<(&'static str, Instant, Reply)>>,
 }
 
 impl StatusPage {
@@ -85,6 +87,7 @@ impl StatusPage {
                 handle,
                 graph,
                 history: Mutex::new(History::default()),
+                answers: Mutex::new(Vec::new()),
             }),
         }
     }

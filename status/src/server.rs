@@ -22,6 +22,34 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// How often the counters are read for rates.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long an answer of `/api/metrics` or `/api/checkpoints` is served again: requests within
+/// it share one rendering of the metrics, so many viewers (each page polls once a second) cost
+/// about what one does. Measured with `benches/load.rs` (docs/benchmarks.md).
+const FRESH_FOR: Duration = Duration::from_millis(250);
+
+/// The answer for `path` made within [`FRESH_FOR`], or a new one from `make`.
+fn fresh(page: &StatusPage, path: &'static str, make: impl FnOnce() -> Reply) -> Reply {
+    let now = std::time::Instant::now();
+    let lock = || {
+        page.shared
+            .answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    };
+    if let Some((_, _, reply)) = lock()
+        .iter()
+        .find(|(p, at, _)| *p == path && now.saturating_duration_since(*at) < FRESH_FOR)
+    {
+        return reply.clone();
+    }
+    // Made outside the lock: a slow rendering does not hold other paths' readers.
+    let reply = make();
+    let mut answers = lock();
+    answers.retain(|(p, _, _)| *p != path);
+    answers.push((path, now, reply.clone()));
+    reply
+}
+
 pub(crate) fn route(page: &StatusPage, method: &str, target: &str) -> Reply {
     let path = target.split(['?', '#']).next().unwrap_or_default();
     if method != "GET" && method != "HEAD" {
@@ -31,8 +59,8 @@ pub(crate) fn route(page: &StatusPage, method: &str, target: &str) -> Reply {
         "/" | "/index.html" => reply(200, HTML, PAGE),
         "/metrics" => reply(200, PROMETHEUS_TEXT, page.render_prometheus()),
         "/api/graph" => json(page.graph()),
-        "/api/metrics" => json(&page.metrics()),
-        "/api/checkpoints" => json(&page.checkpoints()),
+        "/api/metrics" => fresh(page, "/api/metrics", || json(&page.metrics())),
+        "/api/checkpoints" => fresh(page, "/api/checkpoints", || json(&page.checkpoints())),
         _ => reply(
             404,
             TEXT,
