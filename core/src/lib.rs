@@ -33,7 +33,7 @@ pub mod watermark;
 pub mod window;
 
 pub use checkpoint::{CheckpointId, CheckpointStore, CorruptCheckpoint, Manifest};
-pub use dead_letter::{DeadLetter, ErrorPolicy};
+pub use dead_letter::{DeadLetter, ErrorPolicy, RecentRejections, Rejection};
 pub use error::{BoxError, Error, Result};
 pub use key_group::{KeyBytes, KeyGroupRange, KeyGroupSnapshot, KeyGroups};
 pub use operator::{Collector, Operator, OperatorContext};

@@ -5,7 +5,6 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use watershed_core::PipelineDescription;
 
 pub use watershed_core::metric_catalogue::{CHECKPOINT_BUCKETS, LATENCY_BUCKETS};
 
@@ -41,16 +40,24 @@ pub fn install_recorder() -> Result<PrometheusHandle, Box<dyn std::error::Error>
     Ok(handle)
 }
 
-/// Serves the status page of `graph` at `http://<addr>/`, and every metric at
-/// `http://<addr>/metrics` (Prometheus text format). Returns the address it listens on.
-pub async fn serve_status(
+/// Listens on `addr` for the status page, before any set-up: a port already taken fails the
+/// example at once, not after it has reached its brokers.
+pub async fn bind_status(
     addr: SocketAddr,
+) -> Result<watershed_status::StatusListener, Box<dyn std::error::Error>> {
+    Ok(watershed_status::StatusListener::bind(addr).await?)
+}
+
+/// Serves the status page of `pipeline` on `listener` (`http://<addr>/`, with its latest
+/// rejections), and every metric at `/metrics` (Prometheus text format). Returns the address.
+pub fn serve_status(
+    listener: watershed_status::StatusListener,
     handle: PrometheusHandle,
-    graph: PipelineDescription,
-) -> Result<SocketAddr, Box<dyn std::error::Error>> {
-    Ok(watershed_status::StatusPage::new(handle, graph)
-        .serve(addr)
-        .await?)
+    pipeline: &watershed_core::Pipeline,
+) -> SocketAddr {
+    let page = watershed_status::StatusPage::new(handle, pipeline.describe())
+        .with_rejections(pipeline.recent_rejections());
+    listener.serve(page)
 }
 
 fn sum_of(rendered: &str, name: &str) -> f64 {

@@ -33,10 +33,11 @@ pub use views::{
 
 use history::{History, Reading};
 use metrics_exporter_prometheus::PrometheusHandle;
+pub use server::StatusListener;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use watershed_core::PipelineDescription;
+use watershed_core::{PipelineDescription, RecentRejections};
 
 /// Why the status page could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,7 @@ struct Shared {
     handle: PrometheusHandle,
     graph: PipelineDescription,
     history: Mutex<History>,
+    rejections: std::sync::OnceLock<RecentRejections>,
     /// Recent answers of the JSON endpoints, by path (see `server::FRESH_FOR`).
     answers: Mutex<Vec<(&'static str, Instant, Reply)>>,
 }
@@ -88,6 +90,7 @@ impl StatusPage {
                 graph,
                 history: Mutex::new(History::default()),
                 answers: Mutex::new(Vec::new()),
+                rejections: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -109,6 +112,12 @@ impl StatusPage {
             totals: collect::totals(&nodes, graph),
             nodes,
             splits: collect::split_lags(&samples),
+            latest_rejections: self
+                .shared
+                .rejections
+                .get()
+                .map(RecentRejections::latest)
+                .unwrap_or_default(),
         }
     }
 
@@ -144,7 +153,15 @@ impl StatusPage {
     /// it reads the counters and runs the recorder's upkeep (as the exporter's own listener
     /// would: build the recorder without one). Returns the address it listens on (useful with port 0).
     pub async fn serve(self, addr: SocketAddr) -> Result<SocketAddr, StatusError> {
-        server::spawn(self, addr).await
+        Ok(StatusListener::bind(addr).await?.serve(self))
+    }
+
+    /// Shows `rejections` (from [`Pipeline::recent_rejections`](watershed_core::Pipeline::recent_rejections)):
+    /// the latest rejected records' nodes and reasons, in `/api/metrics` and on the page.
+    pub fn with_rejections(self, rejections: RecentRejections) -> Self {
+        // Set once, before the page is shared; a second call keeps the first.
+        let _ = self.shared.rejections.set(rejections);
+        self
     }
 
     fn history(&self) -> std::sync::MutexGuard<'_, History> {

@@ -84,10 +84,35 @@ fn json<T: serde::Serialize>(value: &T) -> Reply {
     }
 }
 
-pub(crate) async fn spawn(page: StatusPage, addr: SocketAddr) -> Result<SocketAddr, StatusError> {
-    let bind_error = |source| StatusError::Bind { addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-    let bound = listener.local_addr().map_err(bind_error)?;
+/// A bound socket waiting for its page: binding comes first, so that a taken port fails before
+/// a pipeline's set-up rather than after it.
+pub struct StatusListener {
+    listener: TcpListener,
+    bound: SocketAddr,
+}
+
+impl StatusListener {
+    /// Listens on `addr` (port 0: any free port), serving nothing until [`serve`](Self::serve).
+    pub async fn bind(addr: SocketAddr) -> Result<Self, StatusError> {
+        let bind_error = |source| StatusError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let bound = listener.local_addr().map_err(bind_error)?;
+        Ok(StatusListener { listener, bound })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bound
+    }
+
+    /// Serves `page` here until the runtime shuts down (see [`StatusPage::serve`]); returns the
+    /// address.
+    pub fn serve(self, page: StatusPage) -> SocketAddr {
+        spawn(page, self.listener, self.bound)
+    }
+}
+
+fn spawn(page: StatusPage, listener: TcpListener, bound: SocketAddr) -> SocketAddr {
     let sampler = page.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(SAMPLE_EVERY);
@@ -100,7 +125,7 @@ pub(crate) async fn spawn(page: StatusPage, addr: SocketAddr) -> Result<SocketAd
     });
     tokio::spawn(accept_loop(page, listener));
     tracing::info!("status page on http://{bound}/ (metrics at /metrics)");
-    Ok(bound)
+    bound
 }
 
 async fn accept_loop(page: StatusPage, listener: TcpListener) {

@@ -20,6 +20,10 @@ pub struct MetricsView {
     pub splits: Vec<SplitLag>,
     /// Sums over every node.
     pub totals: Totals,
+    /// The latest rejected records (node, reason, origin), oldest first; empty unless the page
+    /// was given [`with_rejections`](crate::StatusPage::with_rejections).
+    #[serde(default)]
+    pub latest_rejections: Vec<watershed_core::Rejection>,
 }
 
 /// The counters of one node, summed over its instances.

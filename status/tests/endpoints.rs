@@ -288,3 +288,55 @@ fn a_slow_operator_shows_as_back_pressure_on_the_node_before_it() {
     assert_eq!(metrics.nodes["slow"].records_in, 320.0);
     assert_eq!(metrics.nodes["slow"].records_out, 320.0);
 }
+
+/// Rule: the page given the pipeline's recent rejections lists the latest ones with the node
+/// that rejected them and the reason (and the record's origin, when its source gives one), in
+/// `/api/metrics`.
+#[test]
+fn the_latest_rejections_are_listed_with_node_and_reason() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let pipeline = Pipeline::new(
+        PipelineConfig::new("rejecting")
+            .checkpoint_store(CheckpointStore::memory())
+            .handle_signals(false),
+    );
+    pipeline
+        .source("numbers", numbers(1, 100), WatermarkStrategy::none())
+        .apply(
+            "checks",
+            FnOperator::new(|b: Batch<u64>, out: &mut Collector<u64>| {
+                for r in b {
+                    if r.value % 400 == 390 {
+                        let reason = format!("{} is not allowed", r.value);
+                        let dead = DeadLetter::new(reason, r.value.to_string());
+                        out.reject(dead.at(r.origin.clone(), r.timestamp));
+                    } else {
+                        out.emit(r);
+                    }
+                }
+            }),
+        )
+        .sink("out", CollectSink::new());
+    pipeline.dead_letter("dead-letters", CollectSink::<DeadLetter>::new());
+    let page = StatusPage::new(recorder.handle(), pipeline.describe())
+        .with_rejections(pipeline.recent_rejections());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || runtime.block_on(pipeline.run())).unwrap();
+    let metrics: MetricsView = serde_json::from_value(json_of(&page, "/api/metrics")).unwrap();
+    let latest: Vec<(&str, &str)> = metrics
+        .latest_rejections
+        .iter()
+        .map(|r| (r.node.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        latest,
+        [
+            ("checks", "390 is not allowed"),
+            ("checks", "790 is not allowed")
+        ]
+    );
+    assert_eq!(metrics.totals.rejected, 2.0);
+}

@@ -74,6 +74,7 @@ pub(super) fn sink_stage<S: Sink>(
         policy: ctx.error_policy,
         dead_letters: ctx.dead_letter_sender(),
         count: ctx.rejected.clone(),
+        recent: ctx.recent_rejections.clone(),
     });
     Ok(SinkStage {
         ctx: SinkContext {
@@ -116,6 +117,7 @@ pub(super) fn operator_stage<O: Operator>(
             policy: ctx.error_policy,
             dead_letters: ctx.dead_letter_sender(),
             count: ctx.rejected.clone(),
+            recent: ctx.recent_rejections.clone(),
         },
         collector: Collector::default(),
         keyed,

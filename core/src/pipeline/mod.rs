@@ -69,6 +69,7 @@ pub struct Pipeline {
     config: Arc<PipelineConfig>,
     graph: Arc<Mutex<Graph>>,
     shutdown: Arc<Notify>,
+    recent_rejections: crate::dead_letter::RecentRejections,
 }
 
 impl Pipeline {
@@ -78,7 +79,14 @@ impl Pipeline {
             config: Arc::new(config),
             graph: Arc::new(Mutex::new(Graph::default())),
             shutdown: Arc::new(Notify::new()),
+            recent_rejections: Default::default(),
         }
+    }
+
+    /// The latest records the pipeline rejected, with node and reason, whatever its error
+    /// policy (a status page shows them; `watershed-status` takes this handle).
+    pub fn recent_rejections(&self) -> crate::dead_letter::RecentRejections {
+        self.recent_rejections.clone()
     }
 
     /// The configuration.
@@ -122,6 +130,7 @@ impl Pipeline {
                 policy: ctx.error_policy,
                 dead_letters: ctx.dead_letter_sender(),
                 count: ctx.rejected.clone(),
+                recent: ctx.recent_rejections.clone(),
             });
             let task = SourceTask {
                 node: node.clone(),

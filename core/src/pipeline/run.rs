@@ -62,6 +62,7 @@ impl Pipeline {
             dead_letter_enabled: policy == ErrorPolicy::DeadLetter,
             error_policy: policy,
             rejected: Arc::new(AtomicU64::new(0)),
+            recent_rejections: self.recent_rejections.clone(),
             records_out: Arc::new(AtomicU64::new(0)),
         };
         let (rejected, records_out) = (ctx.rejected.clone(), ctx.records_out.clone());

@@ -95,6 +95,7 @@ pub(crate) struct RunContext {
     pub dead_letter_enabled: bool,
     pub error_policy: crate::dead_letter::ErrorPolicy,
     pub rejected: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub recent_rejections: crate::dead_letter::RecentRejections,
     pub records_out: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 

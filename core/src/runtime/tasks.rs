@@ -374,6 +374,7 @@ pub(crate) struct Rejects {
     pub policy: ErrorPolicy,
     pub dead_letters: Option<mpsc::Sender<Message<DeadLetter>>>,
     pub count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub recent: crate::dead_letter::RecentRejections,
 }
 
 impl Rejects {
@@ -385,6 +386,7 @@ impl Rejects {
             .fetch_add(rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
         metrics::counter!(m::RECORDS_REJECTED, m::LABEL_NODE => self.node.clone())
             .increment(rejected.len() as u64);
+        self.recent.record(&self.node, &rejected);
         match (self.policy, &self.dead_letters) {
             (ErrorPolicy::Fail, _) => {
                 let first = rejected.into_iter().next().expect("not empty");

@@ -97,7 +97,10 @@ async fn main() -> ExitCode {
 async fn build(a: &Args) -> Result<Pipeline, Box<dyn std::error::Error>> {
     // Recording starts before the set-up, which reports too; the page needs the built graph.
     let recorder = match a.metrics.0 {
-        Some(addr) if !a.describe => Some((addr, observe::install_recorder()?)),
+        Some(addr) if !a.describe => Some((
+            observe::bind_status(addr).await?,
+            observe::install_recorder()?,
+        )),
         _ => None,
     };
     let s3 = Arc::new(observe::s3_client()?);
@@ -164,8 +167,8 @@ async fn build(a: &Args) -> Result<Pipeline, Box<dyn std::error::Error>> {
         "dead-letters",
         S3Sink::s3_dead_letters(s3, &format!("{}/dead-letters", a.s3_prefix)).build()?,
     );
-    if let Some((addr, handle)) = recorder {
-        observe::serve_status(addr, handle.clone(), pipeline.describe()).await?;
+    if let Some((listener, handle)) = recorder {
+        observe::serve_status(listener, handle.clone(), &pipeline);
         observe::print_progress(handle, "primary");
     }
     Ok(pipeline)
