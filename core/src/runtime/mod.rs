@@ -2,6 +2,7 @@
 
 pub(crate) mod coordinator;
 pub(crate) mod inputs;
+pub(crate) mod output;
 pub(crate) mod sink_stage;
 pub(crate) mod summary;
 pub(crate) mod tasks;
