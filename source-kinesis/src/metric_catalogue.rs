@@ -52,6 +52,9 @@ pub const LEASES_STOLEN: &str = "watershed_kinesis_leases_stolen_total";
 /// Counter: shard leases lost to another worker, {table}.
 pub const LEASES_LOST: &str = "watershed_kinesis_leases_lost_total";
 
+/// Counter: finished shard leases deleted once their children started, {table}.
+pub const LEASES_DELETED: &str = "watershed_kinesis_leases_deleted_total";
+
 /// Histogram: lease table calls, by operation, {table, operation}.
 pub const LEASE_TABLE_SECONDS: &str = "watershed_kinesis_lease_table_seconds";
 
@@ -161,6 +164,13 @@ pub const CATALOGUE: &[MetricDef] = &[
         unit: Unit::Count,
         labels: &["table"],
         help: "Shard leases lost to another worker.",
+    },
+    MetricDef {
+        name: LEASES_DELETED,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        labels: &["table"],
+        help: "Finished shard leases deleted once their children started.",
     },
     MetricDef {
         name: LEASE_TABLE_SECONDS,

@@ -289,3 +289,58 @@ async fn a_child_lease_is_taken_only_after_every_parent_reached_shard_end() {
     assert!(keys(&a.held().await).contains(&"child".to_owned()));
     delete_table(&table).await;
 }
+
+/// Rule: a lease at SHARD_END is deleted once every child lease has started (not before), and
+/// is not created again by a later shard discovery that still lists the closed shard.
+#[tokio::test]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn a_finished_lease_is_deleted_after_its_children_started_and_not_recreated() {
+    let table = unique("cleanup");
+    let a = coordinator(&table, "worker-a").await;
+    let parent = Lease::new("parent", vec![], LeaseCheckpoint::TrimHorizon);
+    let children: Vec<Lease> = ["child-0", "child-1"]
+        .iter()
+        .map(|k| Lease::new(*k, vec!["parent".into()], LeaseCheckpoint::TrimHorizon))
+        .collect();
+    a.create_missing(&[parent.clone(), children[0].clone(), children[1].clone()])
+        .await
+        .expect("create");
+    a.take_round().await.expect("round");
+    assert_eq!(keys(&a.held().await), ["parent"]);
+    a.checkpoint("parent", &LeaseCheckpoint::ShardEnd)
+        .await
+        .expect("checkpoint");
+    a.take_round().await.expect("round");
+    let held = keys(&a.held().await);
+    assert!(held.contains(&"child-0".to_owned()) && held.contains(&"child-1".to_owned()));
+    assert!(
+        a.table().get("parent").await.expect("GetItem").is_some(),
+        "kept while its children have not started"
+    );
+    let read = |n: &str| LeaseCheckpoint::Sequence {
+        sequence: n.into(),
+        sub: 0,
+    };
+    a.checkpoint("child-0", &read("100"))
+        .await
+        .expect("checkpoint");
+    a.take_round().await.expect("round");
+    assert!(
+        a.table().get("parent").await.expect("GetItem").is_some(),
+        "kept while one child has not started"
+    );
+    a.checkpoint("child-1", &read("200"))
+        .await
+        .expect("checkpoint");
+    a.take_round().await.expect("round");
+    assert!(a.table().get("parent").await.expect("GetItem").is_none());
+    assert_eq!(a.counts().deleted, 1);
+    // The stream still lists the closed parent: a discovery must not bring its lease back.
+    let created = a
+        .create_missing(&[parent, children[0].clone(), children[1].clone()])
+        .await
+        .expect("create");
+    assert_eq!(created, 0);
+    assert!(a.table().get("parent").await.expect("GetItem").is_none());
+    delete_table(&table).await;
+}

@@ -10,7 +10,7 @@
 //! that a worker with no lease at all takes one from a worker at the target, as the KCL does:
 //! 4 leases over 3 workers give a target of 2, which 2 + 2 + 0 meets for the two loaded ones.
 
-use super::lease::Lease;
+use super::lease::{Lease, LeaseCheckpoint};
 use std::collections::{BTreeMap, HashMap};
 
 /// What to do in one round.
@@ -31,6 +31,42 @@ pub(crate) fn parents_done(lease: &Lease, by_key: &HashMap<&str, &Lease>) -> boo
         .parents
         .iter()
         .all(|p| by_key.get(p.as_str()).is_none_or(|l| l.is_finished()))
+}
+
+/// Whether a lease's shard was read at all: its checkpoint moved past the initial position.
+fn started(lease: &Lease) -> bool {
+    matches!(
+        lease.checkpoint,
+        LeaseCheckpoint::Sequence { .. } | LeaseCheckpoint::ShardEnd
+    )
+}
+
+/// Whether some lease of a child of `shard` has started: `shard` was read to its end and its
+/// lease, if gone, was deleted on purpose. A lease for it must not be created again, though
+/// the stream still lists the closed shard until its retention ends: it would be read twice.
+pub(crate) fn superseded(shard: &str, leases: &[Lease]) -> bool {
+    leases
+        .iter()
+        .any(|l| started(l) && l.parents.iter().any(|p| p == shard))
+}
+
+/// Finished leases whose work is over (the KCL's lease clean-up): at `SHARD_END`, with at
+/// least one child lease and every child lease started. Deleting them keeps the table (and
+/// every scan of it) from growing with each reshard; [`superseded`] keeps them from being
+/// created again.
+pub(crate) fn finished_to_delete(leases: &[Lease]) -> Vec<String> {
+    leases
+        .iter()
+        .filter(|f| f.is_finished())
+        .filter(|f| {
+            let mut children = leases
+                .iter()
+                .filter(|l| l.parents.iter().any(|p| *p == f.key))
+                .peekable();
+            children.peek().is_some() && children.all(started)
+        })
+        .map(|f| f.key.clone())
+        .collect()
 }
 
 /// The plan for `me` over `leases`; `expired` says which leases of other workers have not
@@ -188,6 +224,37 @@ mod tests {
         let p = plan(&all, "b", |l| l.is_owned_by("dead"), 1);
         assert_eq!(p.take, vec!["shard-0".to_owned(), "shard-1".to_owned()]);
         assert!(p.steal.is_empty());
+    }
+
+    #[test]
+    fn a_finished_lease_is_deleted_once_every_child_started_and_is_not_created_again() {
+        let mut parent = lease("p", None);
+        parent.checkpoint = LeaseCheckpoint::ShardEnd;
+        let mut left = lease("c-left", None);
+        left.parents = vec!["p".into()];
+        let mut right = lease("c-right", None);
+        right.parents = vec!["p".into()];
+        let finished_alone = vec![parent.clone()];
+        assert!(
+            finished_to_delete(&finished_alone).is_empty(),
+            "no child yet"
+        );
+        let all = vec![parent.clone(), left.clone(), right.clone()];
+        assert!(finished_to_delete(&all).is_empty(), "children not started");
+        assert!(!superseded("p", &all));
+        left.checkpoint = LeaseCheckpoint::Sequence {
+            sequence: "7".into(),
+            sub: 0,
+        };
+        let all = vec![parent.clone(), left.clone(), right.clone()];
+        assert!(finished_to_delete(&all).is_empty(), "one child not started");
+        assert!(superseded("p", &all), "a started child supersedes it");
+        right.checkpoint = LeaseCheckpoint::ShardEnd;
+        let all = vec![parent.clone(), left.clone(), right.clone()];
+        assert_eq!(finished_to_delete(&all), ["p"]);
+        let mut unfinished = parent;
+        unfinished.checkpoint = LeaseCheckpoint::TrimHorizon;
+        assert!(finished_to_delete(&[unfinished, left, right]).is_empty());
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct LeaseCounts {
     pub stolen: u64,
     /// Leases lost (another worker took them, or renewals failed for a lease duration).
     pub lost: u64,
+    /// Finished leases this worker deleted (their children had all started).
+    pub deleted: u64,
 }
 
 /// The leases of one worker in one lease table. Cheap to clone (shared state).
@@ -116,8 +118,15 @@ impl LeaseCoordinator {
             let state = self.shared.state.lock().await;
             state.table.iter().map(|l| l.key.clone()).collect()
         };
+        let table = {
+            let state = self.shared.state.lock().await;
+            state.table.clone()
+        };
         let mut created = 0;
-        for lease in leases.iter().filter(|l| !known.contains(&l.key)) {
+        let new = leases
+            .iter()
+            .filter(|l| !known.contains(&l.key) && !balance::superseded(&l.key, &table));
+        for lease in new {
             if self.shared.table.create(lease).await? {
                 created += 1;
             }
@@ -175,7 +184,8 @@ impl LeaseCoordinator {
     /// One balancing round: scans the table, adopts leases handed over to this worker, takes
     /// released and expired leases up to the fair share, and asks for stolen ones.
     pub async fn take_round(&self) -> Result<(), KinesisError> {
-        let leases = self.shared.table.scan().await?;
+        let mut leases = self.shared.table.scan().await?;
+        self.delete_finished(&mut leases).await;
         let worker = self.worker_id().to_owned();
         let mut state = self.shared.state.lock().await;
         let now = Instant::now();
@@ -204,6 +214,24 @@ impl LeaseCoordinator {
         let taken = self.execute(&mut state, &plan, &expired_keys).await;
         self.publish(&state, changed || taken.as_ref().is_ok_and(|n| *n > 0));
         taken.map(|_| ())
+    }
+
+    /// Deletes the finished leases whose children all started, and leaves them out of
+    /// `leases`. Every worker may try (a delete is idempotent); one that fails is tried again
+    /// at the next round.
+    async fn delete_finished(&self, leases: &mut Vec<Lease>) {
+        for key in balance::finished_to_delete(leases) {
+            match self.shared.table.delete(&key).await {
+                Ok(()) => {
+                    tracing::info!(table = self.shared.table.name(), shard = %key, "finished lease deleted: every child shard started");
+                    self.count(|c| c.deleted += 1, crate::metric_catalogue::LEASES_DELETED);
+                    leases.retain(|l| l.key != key);
+                }
+                Err(e) => {
+                    tracing::warn!(table = self.shared.table.name(), shard = %key, error = %e, "deleting a finished lease failed; trying again next round")
+                }
+            }
+        }
     }
 
     /// Leases the table says are this worker's but it does not hold: handed over to it.
