@@ -61,7 +61,7 @@ pub(crate) fn finished_to_delete(leases: &[Lease]) -> Vec<String> {
         .filter(|f| {
             let mut children = leases
                 .iter()
-                .filter(|l| l.parents.iter().any(|p| *p == f.key))
+                .filter(|l| l.parents.contains(&f.key))
                 .peekable();
             children.peek().is_some() && children.all(started)
         })
