@@ -132,7 +132,7 @@ mod tests {
         }
         let latest = recent.latest();
         assert_eq!(latest.len(), 20);
-        assert_eq!(latest[0].reason, "late 3", "the oldest went first");
+        assert_eq!(latest[0].reason, "late 0", "the three oldest went first");
         assert_eq!(latest[19].reason, "later 19");
         assert_eq!(latest[19].node, "sink");
     }

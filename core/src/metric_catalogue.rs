@@ -53,6 +53,8 @@ pub const LABEL_PIPELINE: &str = "pipeline";
 pub const LABEL_ACTION: &str = "action";
 /// Label: the reference table (its object path) a series belongs to.
 pub const LABEL_TABLE: &str = "table";
+/// Label: a source's split (partition, shard, file).
+pub const LABEL_SPLIT: &str = "split";
 
 /// [`LABEL_ACTION`] value: the late record was dropped (counted only).
 pub const ACTION_DROPPED: &str = "dropped";
@@ -79,6 +81,9 @@ pub const SINK_PENDING_COMMITS: &str = "watershed_sink_pending_commits";
 /// Gauge: seconds of event time between a source's most and least advanced active split,
 /// `{node}`.
 pub const EVENT_TIME_SKEW: &str = "watershed_event_time_skew_seconds";
+/// Gauge: a split's watermark (Unix seconds; NaN once the source no longer reads it),
+/// `{node, split}`.
+pub const SPLIT_WATERMARK: &str = "watershed_split_watermark_seconds";
 /// Histogram: seconds from a record's event time to its write by a sink, `{node}`.
 pub const END_TO_END_LATENCY: &str = "watershed_end_to_end_latency_seconds";
 /// Histogram: seconds from a checkpoint's trigger to its manifest being written, `{pipeline}`.
@@ -187,6 +192,13 @@ pub const CATALOGUE: &[MetricDef] = &[
         Unit::Count,
         &[LABEL_NODE],
         "Pre-committed epochs the sink holds until their checkpoints complete.",
+    ),
+    def(
+        SPLIT_WATERMARK,
+        Gauge,
+        Unit::Seconds,
+        &[LABEL_NODE, LABEL_SPLIT],
+        "A split's watermark as Unix time; NaN once this source no longer reads the split.",
     ),
     def(
         EVENT_TIME_SKEW,

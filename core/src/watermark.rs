@@ -396,6 +396,16 @@ impl SplitWatermarks {
         (n >= 2).then(|| high.saturating_sub(low))
     }
 
+    /// Each split's own watermark (milliseconds), for the splits that have read records.
+    pub fn split_watermarks(&self) -> impl Iterator<Item = (&SplitId, i64)> {
+        let init = Self::initial_max(self.delay_ms.unwrap_or(0));
+        let delay = self.delay_ms.unwrap_or(0);
+        self.splits
+            .iter()
+            .filter(move |(_, s)| s.max_ts > init)
+            .map(move |(id, s)| (id, s.max_ts.saturating_sub(delay).saturating_sub(1)))
+    }
+
     /// True when the last update reported every split idle.
     #[cfg(test)]
     pub fn is_idle(&self) -> bool {

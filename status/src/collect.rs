@@ -2,12 +2,14 @@
 //! which are lag, which are checkpoints.
 
 use crate::prometheus::Sample;
-use crate::views::{Bucket, CheckpointsView, Distribution, NodeMetrics, SplitLag, Totals};
+use crate::views::{
+    Bucket, CheckpointsView, Distribution, NodeMetrics, SplitLag, SplitWatermark, Totals,
+};
 use std::collections::BTreeMap;
 use watershed_core::metric_catalogue::{
     BACKPRESSURE, CHECKPOINTS, CHECKPOINTS_CORRUPT as CORRUPT, CHECKPOINT_DURATION as DURATION,
     CHECKPOINT_LAST_COMPLETED as LAST_COMPLETED, EVENT_TIME_SKEW, RECORDS_IN, RECORDS_OUT,
-    RECORDS_REJECTED as REJECTED, SINK_PENDING_COMMITS,
+    RECORDS_REJECTED as REJECTED, SINK_PENDING_COMMITS, SPLIT_WATERMARK,
 };
 use watershed_core::{NodeKind, PipelineDescription};
 
@@ -32,7 +34,13 @@ pub(crate) fn node_metrics(
             continue;
         };
         // Buckets and quantiles do not add up across instances; `_sum` and `_count` do.
-        if sample.name.ends_with("_bucket") || sample.labels.contains_key("quantile") {
+        // Watermarks do not add up across splits (they are listed per split), and a value
+        // that is not a number (a split no longer read) has no sum.
+        if sample.name.ends_with("_bucket")
+            || sample.labels.contains_key("quantile")
+            || sample.name == SPLIT_WATERMARK
+            || !sample.value.is_finite()
+        {
             continue;
         }
         let name = graph
@@ -98,6 +106,31 @@ pub(crate) fn split_lags(samples: &[Sample]) -> Vec<SplitLag> {
         .collect();
     lags.sort_by(|a, b| (&a.source, &a.split).cmp(&(&b.source, &b.split)));
     lags
+}
+
+/// Each split's watermark, under its source's graph name, in node and split order; splits a
+/// source no longer reads (NaN) are left out.
+pub(crate) fn split_watermarks(
+    samples: &[Sample],
+    graph: &PipelineDescription,
+) -> Vec<SplitWatermark> {
+    let mut out: Vec<SplitWatermark> = samples
+        .iter()
+        .filter(|s| s.name == SPLIT_WATERMARK && s.value.is_finite())
+        .map(|s| {
+            let instance = s.label("node").unwrap_or("?");
+            let node = graph
+                .node_of_instance(instance)
+                .map_or(instance, |n| n.name.as_str());
+            SplitWatermark {
+                node: node.to_string(),
+                split: s.label("split").unwrap_or("?").to_string(),
+                watermark_unix_seconds: s.value,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.node, &a.split).cmp(&(&b.node, &b.split)));
+    out
 }
 
 fn split_name(sample: &Sample, group: &str, member: &str) -> String {

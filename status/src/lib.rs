@@ -28,7 +28,8 @@ mod server;
 mod views;
 
 pub use views::{
-    Bucket, CheckpointsView, Distribution, MetricsView, NodeMetrics, SplitLag, Totals,
+    Bucket, CheckpointsView, Distribution, MetricsView, NodeMetrics, SplitLag, SplitWatermark,
+    Totals,
 };
 
 use history::{History, Reading};
@@ -112,6 +113,7 @@ impl StatusPage {
             totals: collect::totals(&nodes, graph),
             nodes,
             splits: collect::split_lags(&samples),
+            watermarks: collect::split_watermarks(&samples, graph),
             latest_rejections: self
                 .shared
                 .rejections

@@ -18,6 +18,9 @@ pub struct MetricsView {
     pub nodes: BTreeMap<String, NodeMetrics>,
     /// Lag of every split the sources read.
     pub splits: Vec<SplitLag>,
+    /// Watermark of every split the sources read (`watershed_split_watermark_seconds`).
+    #[serde(default)]
+    pub watermarks: Vec<SplitWatermark>,
     /// Sums over every node.
     pub totals: Totals,
     /// The latest rejected records (node, reason, origin), oldest first; empty unless the page
@@ -76,6 +79,18 @@ pub struct SplitLag {
     pub unit: String,
     /// The metric it comes from.
     pub metric: String,
+}
+
+/// Event time on one split of a source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SplitWatermark {
+    /// The source node (graph name).
+    pub node: String,
+    /// The split, as the source names it.
+    pub split: String,
+    /// The split's watermark, Unix seconds.
+    pub watermark_unix_seconds: f64,
 }
 
 /// Sums over every node.

@@ -64,6 +64,10 @@ fn record_known_metrics(recorder: &PrometheusRecorder) {
             .increment(2_500_000);
         metrics::gauge!("watershed_sink_pending_commits", "node" => "out").set(1.0);
         metrics::gauge!("watershed_event_time_skew_seconds", "node" => "numbers").set(3.5);
+        let watermark = |split: &str| metrics::gauge!("watershed_split_watermark_seconds", "node" => "numbers", "split" => split.to_string());
+        watermark("1").set(1_700_000_000.5);
+        watermark("0").set(1_700_000_001.0);
+        watermark("2").set(f64::NAN);
         metrics::gauge!("watershed_kafka_consumer_lag", "topic" => "clicks", "partition" => "1")
             .set(42.0);
         metrics::gauge!("watershed_kinesis_millis_behind_latest", "stream" => "clicks", "shard" => "shardId-0")
@@ -114,6 +118,19 @@ fn json_endpoints_report_the_rendered_metrics_under_graph_names() {
     assert_eq!(
         metrics.totals.records_in, 1000.0,
         "the source's records only"
+    );
+    let watermarks: Vec<_> = metrics
+        .watermarks
+        .iter()
+        .map(|w| (w.node.as_str(), w.split.as_str(), w.watermark_unix_seconds))
+        .collect();
+    assert_eq!(
+        watermarks,
+        [
+            ("numbers", "0", 1_700_000_001.0),
+            ("numbers", "1", 1_700_000_000.5)
+        ],
+        "a split no longer read (NaN) is left out"
     );
     assert_eq!(metrics.nodes["out"].records_out, 995.0);
     assert_eq!(metrics.nodes["numbers"].records_in_per_second, None);
@@ -175,6 +192,12 @@ fn json_endpoints_agree_with_a_pipeline_run_in_process() {
         out.values().len() as f64
     );
     assert_eq!(metrics.nodes["out"].pending_commits, 0.0, "all committed");
+    let splits: Vec<&str> = metrics
+        .watermarks
+        .iter()
+        .map(|w| w.split.as_str())
+        .collect();
+    assert_eq!(splits.len(), 2, "both splits' watermarks: {splits:?}");
     let checkpoints = page.checkpoints();
     assert_eq!(checkpoints.completed, summary.checkpoints as f64);
     assert!(checkpoints.completed >= 1.0, "a final checkpoint at least");

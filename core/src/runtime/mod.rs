@@ -4,6 +4,7 @@ pub(crate) mod coordinator;
 pub(crate) mod inputs;
 pub(crate) mod output;
 pub(crate) mod sink_stage;
+pub(crate) mod source_gauges;
 pub(crate) mod summary;
 pub(crate) mod tasks;
 

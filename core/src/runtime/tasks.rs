@@ -1,6 +1,7 @@
 //! The task loops. Each is written once and shared by every source, operator and sink.
 
 use super::inputs::Inputs;
+use super::source_gauges::SourceGauges;
 use super::{Ack, AckState, SourceControl, TaskKind, TaskReport};
 use crate::checkpoint::CheckpointId;
 use crate::dead_letter::{DeadLetter, ErrorPolicy};
@@ -19,10 +20,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 pub(crate) use super::output::{Downstream, Output};
-
-/// How often a source task updates its event-time skew gauge: often enough for a status page,
-/// rarely enough that many splits cost nothing per batch.
-const SKEW_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) struct SourceTask<S: Source> {
     pub node: String,
@@ -60,8 +57,7 @@ impl<S: Source> SourceTask<S> {
             ..Default::default()
         };
         let records_in = metrics::counter!(m::RECORDS_IN, m::LABEL_NODE => node.clone());
-        let skew = metrics::gauge!(m::EVENT_TIME_SKEW, m::LABEL_NODE => node.clone());
-        let mut skew_due = Instant::now();
+        let mut gauges = SourceGauges::new(&node);
         let mut finished = false;
         let mut stop_at = None;
         'outer: loop {
@@ -137,11 +133,7 @@ impl<S: Source> SourceTask<S> {
                             break;
                         }
                     }
-                    if now >= skew_due {
-                        let millis = tracker.skew_millis(now).unwrap_or(0);
-                        skew.set(millis as f64 / 1000.0);
-                        skew_due = now + SKEW_EVERY;
-                    }
+                    gauges.update(&tracker, now);
                 }
                 SourceEvent::Progress { split, time } => {
                     let now = Instant::now();
@@ -155,6 +147,7 @@ impl<S: Source> SourceTask<S> {
                 SourceEvent::SplitAdded(split) => tracker.split_added(&split, Instant::now()),
                 SourceEvent::SplitRemoved(split) => {
                     tracker.split_removed(&split);
+                    gauges.split_removed(&split);
                     while let Some(u) = tracker.update(Instant::now()) {
                         if !self.out.send(update_message(u)).await? {
                             break;
@@ -176,6 +169,7 @@ impl<S: Source> SourceTask<S> {
                 }
                 SourceEvent::Finished => {
                     finished = true;
+                    gauges.update_now(&tracker, Instant::now());
                     // End of a bounded input closes every window.
                     if !self.out.send(Message::Watermark(EventTime::MAX)).await? {
                         break;
