@@ -36,3 +36,58 @@ async fn n5_split_then_merge_mid_stream_reads_once_and_keeps_per_key_order() {
 async fn n5_children_listed_with_their_parents_wait_for_every_parent_to_end() {
     read_split_and_merged_stream("ws-lineage", "lineage", |name| source(aws(), name)).await;
 }
+
+/// Issue 23: UpdateShardCount with UNIFORM_SCALING (what `watershed-advisor autoscale` calls)
+/// from 2 to 4 shards while a pipeline reads the stream: every record is read once and each
+/// key's records come out in write order across the old shards and the new ones.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn reading_through_a_uniform_scaling_from_2_to_4_shards_reads_once_in_key_order() {
+    use aws_sdk_kinesis::types::ScalingType;
+    let stream = TestStream::create("ws-scale", 2).await;
+    let collected = watershed_core::connectors::CollectSink::new();
+    let running = start_reading("scale", source(aws(), &stream.name), &collected, |n| {
+        n >= 3 * PHASE
+    });
+    write(aws(), &stream.name, &keyed_records(PHASE, 20, 0)).await;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while collected.records().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing read before the scaling"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stream
+        .client
+        .update_shard_count()
+        .stream_name(&stream.name)
+        .target_shard_count(4)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await
+        .expect("UpdateShardCount");
+    stream.wait_active().await;
+    assert_eq!(
+        stream.open_shards().await.len(),
+        4,
+        "scaled to 4 open shards"
+    );
+    write(aws(), &stream.name, &keyed_records(2 * PHASE, 20, PHASE)).await;
+    let summary = running.finish().await;
+    let seen = collected.values();
+    assert_once_and_ordered(&seen, 3 * PHASE);
+    assert_eq!(summary.records_in, 3 * PHASE as u64);
+    let read: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    for (open, ..) in stream.open_shards().await {
+        assert!(
+            read.contains(open.as_str()),
+            "new shard {open} read: {read:?}"
+        );
+    }
+    assert!(
+        read.len() >= 6,
+        "the 2 closed shards and the 4 new ones: {read:?}"
+    );
+    stream.delete().await;
+}
