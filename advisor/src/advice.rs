@@ -223,7 +223,14 @@ pub fn advise(sample: &StreamSample, target: f64) -> Advice {
         bytes_per_sec: shards.iter().map(|s| s.bytes_per_sec).sum(),
         calls_per_sec: 0.0,
     };
-    let recommended = recommended_shards(&total, target);
+    let sampled: u64 = shards.iter().map(|s| s.records).sum();
+    // No record is no evidence of no load (a quiet minute, a window too short): the count is
+    // kept rather than halved on nothing.
+    let recommended = if sampled == 0 {
+        shards.len().max(1)
+    } else {
+        recommended_shards(&total, target)
+    };
     let keys: Vec<KeyAdvice> = shards
         .iter()
         .filter_map(|s| key_advice(s, target))
@@ -252,6 +259,11 @@ fn reasoning(
     target: f64,
 ) -> Vec<String> {
     let current = shards.len();
+    if shards.iter().all(|s| s.records == 0) {
+        return vec![format!(
+            "No record arrived in the sampled window: there is no load to size the stream by,              so the count stays at {recommended}. Sample while the stream takes traffic (a              longer --duration), or from TRIM_HORIZON to include the records it retains."
+        )];
+    }
     let by_records = total.records_per_sec / WRITE_RECORDS_PER_SEC;
     let by_bytes = total.bytes_per_sec / WRITE_BYTES_PER_SEC;
     let mut out = vec![format!(
@@ -319,6 +331,30 @@ mod tests {
         assert_eq!(recommended_shards(&load(10.0, 2.5 * 1_048_576.0), 0.8), 4);
         // An idle stream still needs one shard.
         assert_eq!(recommended_shards(&load(0.0, 0.0), 0.6), 1);
+    }
+
+    #[test]
+    fn a_sample_without_records_keeps_the_shard_count_and_says_why() {
+        let quiet = StreamSample {
+            stream: "orders".into(),
+            shards: (0..4)
+                .map(|i| ShardSample::new(format!("shardId-{i}")))
+                .collect(),
+            window_secs: 30.0,
+        };
+        let advice = advise(&quiet, 0.6);
+        assert_eq!(advice.recommended_shards, 4, "nothing to size by: kept");
+        assert_eq!(advice.reasoning.len(), 1);
+        assert!(advice.reasoning[0].contains("No record arrived"));
+        let report = crate::report::render(&advice);
+        assert!(
+            report.contains("no record arrived in the sampled window"),
+            "{report}"
+        );
+        assert!(
+            !report.contains("NaN") && !report.contains("inf"),
+            "{report}"
+        );
     }
 
     /// 4 shards over 10 s: shard 0 takes a hot key with 3,000 records plus 1,000 others, the

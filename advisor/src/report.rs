@@ -6,11 +6,19 @@ use std::fmt::Write;
 /// The advice as a human-readable report.
 pub fn render(a: &Advice) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "stream {}: {} open shard(s), records arrived over {:.1} s",
-        a.stream, a.current_shards, a.span_secs
-    );
+    if a.shards.iter().all(|s| s.records == 0) {
+        let _ = writeln!(
+            out,
+            "stream {}: {} open shard(s), no record arrived in the sampled window",
+            a.stream, a.current_shards
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "stream {}: {} open shard(s), records arrived over {:.1} s",
+            a.stream, a.current_shards, a.span_secs
+        );
+    }
     let _ = writeln!(
         out,
         "\n{:<24} {:>9} {:>11} {:>11} {:>7} {:>7}  level",

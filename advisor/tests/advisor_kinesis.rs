@@ -341,3 +341,44 @@ async fn sampling_from_latest_counts_what_arrives_during_the_window() {
     }
     delete(&client, &stream).await;
 }
+
+/// Issue 23, bad input: a stream that does not exist ends the command with a message naming
+/// the stream and the service's answer (exit code 1, no panic); an existing stream with no
+/// traffic gets a report that says so and keeps the shard count.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs local brokers: scripts/brokers up"]
+async fn a_missing_stream_and_a_quiet_stream_get_clear_answers() {
+    let advisor = || Command::new(env!("CARGO_BIN_EXE_watershed-advisor"));
+    let missing = unique("ws-no-such-stream");
+    let out = advisor()
+        .args(["--stream", &missing, "--endpoint", &kinesis_endpoint()])
+        .args(["--duration", "2"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&missing), "{stderr}");
+    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let client = kinesis_client().await;
+    let quiet = unique("ws-quiet");
+    create(&client, &quiet, 2).await;
+    let out = advisor()
+        .args(["--stream", &quiet, "--endpoint", &kinesis_endpoint()])
+        .args(["--duration", "2"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("no record arrived"), "{stdout}");
+    assert!(
+        stdout.contains("recommended shard count at target 0.60: 2 (now 2)"),
+        "{stdout}"
+    );
+    delete(&client, &quiet).await;
+}
