@@ -65,14 +65,19 @@ pub const ACTION_SIDE_OUTPUT: &str = "side_output";
 /// [`OperatorContext`](crate::operator::OperatorContext)).
 pub const UNNAMED_NODE: &str = "unnamed";
 
-/// Counter: records a source read or an operator received, `{node}`.
+/// Counter: records a source read, `{node}`.
 pub const RECORDS_IN: &str = "watershed_records_in_total";
 /// Counter: records a source refused for a timestamp too far in the future, `{node}`.
 pub const RECORDS_FUTURE: &str = "watershed_records_future_total";
 /// Counter: records a node rejected (to the error policy), `{node}`.
 pub const RECORDS_REJECTED: &str = "watershed_records_rejected_total";
-/// Counter: records a sink wrote or an operator emitted, `{node}`.
+/// Counter: records a sink wrote, `{node}`.
 pub const RECORDS_OUT: &str = "watershed_records_out_total";
+/// Counter: records an operator received, `{node}`. Apart from [`RECORDS_IN`], which counts
+/// the pipeline's input (error rates divide by it).
+pub const OPERATOR_RECORDS_IN: &str = "watershed_operator_records_in_total";
+/// Counter: records an operator emitted, `{node}`.
+pub const OPERATOR_RECORDS_OUT: &str = "watershed_operator_records_out_total";
 /// Counter: microseconds a node waited to hand a batch to the next task because its channel
 /// was full (back-pressure from downstream), `{node}`.
 pub const BACKPRESSURE: &str = "watershed_backpressure_microseconds_total";
@@ -156,7 +161,21 @@ pub const CATALOGUE: &[MetricDef] = &[
         Counter,
         Unit::Count,
         &[LABEL_NODE],
-        "Records a source read or an operator received.",
+        "Records a source read.",
+    ),
+    def(
+        OPERATOR_RECORDS_IN,
+        Counter,
+        Unit::Count,
+        &[LABEL_NODE],
+        "Records an operator received.",
+    ),
+    def(
+        OPERATOR_RECORDS_OUT,
+        Counter,
+        Unit::Count,
+        &[LABEL_NODE],
+        "Records an operator emitted.",
     ),
     def(
         RECORDS_FUTURE,
@@ -177,7 +196,7 @@ pub const CATALOGUE: &[MetricDef] = &[
         Counter,
         Unit::Count,
         &[LABEL_NODE],
-        "Records a sink wrote or an operator emitted.",
+        "Records a sink wrote.",
     ),
     def(
         BACKPRESSURE,

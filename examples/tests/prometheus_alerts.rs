@@ -391,8 +391,9 @@ fn dashboard() -> Value {
 #[test]
 #[ignore = "needs local brokers: scripts/brokers up"]
 fn every_dashboard_query_runs_and_the_kafka_panels_show_the_hybrid() {
-    const KAFKA_PANELS: [&str; 7] = [
+    const KAFKA_PANELS: [&str; 8] = [
         "Throughput per Kafka partition",
+        "Kafka partition load and skew",
         "Kafka consumer lag per partition",
         "End-to-end latency",
         "Error rate",

@@ -10,6 +10,9 @@ use watershed_core::metric_catalogue::{MetricDef, MetricKind};
 /// Counter: records the Kafka source read, per partition, {topic, partition}.
 pub const PARTITION_RECORDS_IN: &str = "watershed_kafka_partition_records_in_total";
 
+/// Counter: bytes (keys and values) the Kafka source read, per partition, {topic, partition}.
+pub const PARTITION_BYTES_IN: &str = "watershed_kafka_partition_bytes_in_total";
+
 /// Gauge: high watermark minus position (librdkafka statistics), {topic, partition}.
 pub const CONSUMER_LAG: &str = "watershed_kafka_consumer_lag";
 
@@ -61,6 +64,13 @@ pub const CATALOGUE: &[MetricDef] = &[
         unit: Unit::Count,
         labels: &["topic", "partition"],
         help: "Records the Kafka source read, per partition.",
+    },
+    MetricDef {
+        name: PARTITION_BYTES_IN,
+        kind: MetricKind::Counter,
+        unit: Unit::Bytes,
+        labels: &["topic", "partition"],
+        help: "Bytes (keys and values) the Kafka source read, per partition.",
     },
 
     MetricDef {

@@ -8,8 +8,9 @@ use crate::views::{
 use std::collections::BTreeMap;
 use watershed_core::metric_catalogue::{
     BACKPRESSURE, CHECKPOINTS, CHECKPOINTS_CORRUPT as CORRUPT, CHECKPOINT_DURATION as DURATION,
-    CHECKPOINT_LAST_COMPLETED as LAST_COMPLETED, EVENT_TIME_SKEW, RECORDS_IN, RECORDS_OUT,
-    RECORDS_REJECTED as REJECTED, SINK_PENDING_COMMITS, SPLIT_WATERMARK,
+    CHECKPOINT_LAST_COMPLETED as LAST_COMPLETED, EVENT_TIME_SKEW, OPERATOR_RECORDS_IN,
+    OPERATOR_RECORDS_OUT, RECORDS_IN, RECORDS_OUT, RECORDS_REJECTED as REJECTED,
+    SINK_PENDING_COMMITS, SPLIT_WATERMARK,
 };
 use watershed_core::{NodeKind, PipelineDescription};
 
@@ -49,8 +50,8 @@ pub(crate) fn node_metrics(
         let node = nodes.entry(name.to_string()).or_default();
         *node.series.entry(sample.name.clone()).or_default() += sample.value;
         match sample.name.as_str() {
-            RECORDS_IN => node.records_in += sample.value,
-            RECORDS_OUT => node.records_out += sample.value,
+            RECORDS_IN | OPERATOR_RECORDS_IN => node.records_in += sample.value,
+            RECORDS_OUT | OPERATOR_RECORDS_OUT => node.records_out += sample.value,
             REJECTED => node.rejected += sample.value,
             BACKPRESSURE => node.backpressure_seconds += sample.value / 1e6,
             SINK_PENDING_COMMITS => node.pending_commits += sample.value,

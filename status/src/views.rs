@@ -33,9 +33,11 @@ pub struct MetricsView {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct NodeMetrics {
-    /// Records read by a source or received by an operator (`watershed_records_in_total`).
+    /// Records read by a source (`watershed_records_in_total`) or received by an operator
+    /// (`watershed_operator_records_in_total`).
     pub records_in: f64,
-    /// Records written by a sink or emitted by an operator (`watershed_records_out_total`).
+    /// Records written by a sink (`watershed_records_out_total`) or emitted by an operator
+    /// (`watershed_operator_records_out_total`).
     pub records_out: f64,
     /// Records sent to the error path (`watershed_records_rejected_total`).
     pub rejected: f64,

@@ -57,9 +57,12 @@ fn record_known_metrics(recorder: &PrometheusRecorder) {
         metrics::counter!("watershed_records_out_total", "node" => "out").increment(995);
         metrics::counter!("watershed_records_out_total", "node" => "dead-letters").increment(5);
         // What an operator receives and emits is neither the pipeline's input nor its output.
-        metrics::counter!("watershed_records_in_total", "node" => "counts.0").increment(400);
-        metrics::counter!("watershed_records_in_total", "node" => "counts.1").increment(600);
-        metrics::counter!("watershed_records_out_total", "node" => "counts.1").increment(595);
+        metrics::counter!("watershed_operator_records_in_total", "node" => "counts.0")
+            .increment(400);
+        metrics::counter!("watershed_operator_records_in_total", "node" => "counts.1")
+            .increment(600);
+        metrics::counter!("watershed_operator_records_out_total", "node" => "counts.1")
+            .increment(595);
         metrics::counter!("watershed_backpressure_microseconds_total", "node" => "counts.shuffle")
             .increment(2_500_000);
         metrics::gauge!("watershed_sink_pending_commits", "node" => "out").set(1.0);

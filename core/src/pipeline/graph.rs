@@ -106,8 +106,8 @@ pub(super) fn operator_stage<O: Operator>(
     op.open(&OperatorContext::new(ctx.config.id.clone(), node.clone()));
     ctx.participate();
     Ok(OperatorStage {
-        records_in: metrics::counter!(m::RECORDS_IN, m::LABEL_NODE => node.clone()),
-        records_out: metrics::counter!(m::RECORDS_OUT, m::LABEL_NODE => node.clone()),
+        records_in: metrics::counter!(m::OPERATOR_RECORDS_IN, m::LABEL_NODE => node.clone()),
+        records_out: metrics::counter!(m::OPERATOR_RECORDS_OUT, m::LABEL_NODE => node.clone()),
         node: node.clone(),
         op,
         out,

@@ -74,7 +74,8 @@ pub struct KafkaSource {
     hand_over: Option<HandOver>,
     hand_over_timeout: Duration,
     /// Per-partition records-in counters, registered once.
-    records_in: HashMap<(String, i32), metrics::Counter>,
+    /// Records and bytes in, per partition.
+    records_in: HashMap<(String, i32), (metrics::Counter, metrics::Counter)>,
 }
 
 impl KafkaSource {

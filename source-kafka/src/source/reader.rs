@@ -112,7 +112,12 @@ impl KafkaSource {
                 continue;
             };
             let next = o + 1;
-            self.count_in(&b.topic, b.partition, b.records.len());
+            let bytes: usize = b
+                .records
+                .iter()
+                .map(|r| r.value.len() + r.key.as_ref().map_or(0, |k| k.len()))
+                .sum();
+            self.count_in(&b.topic, b.partition, b.records.len(), bytes);
             self.ready.push_back((
                 Some((b.topic, b.partition, next)),
                 SourceEvent::Batch {
@@ -177,17 +182,22 @@ impl KafkaSource {
         Some(at)
     }
 
-    /// Records in per partition, counted per batch.
-    fn count_in(&mut self, topic: &str, partition: i32, n: usize) {
+    /// Records and bytes (keys and values) in per partition, counted per batch: the load of
+    /// each partition, and the skew between them (docs/utilisation.md).
+    fn count_in(&mut self, topic: &str, partition: i32, n: usize, bytes: usize) {
         let key = (topic.to_string(), partition);
-        let counter = self.records_in.entry(key).or_insert_with(|| {
-            metrics::counter!(
-                crate::metric_catalogue::PARTITION_RECORDS_IN,
-                "topic" => topic.to_string(),
-                "partition" => partition.to_string()
+        let (records, size) = self.records_in.entry(key).or_insert_with(|| {
+            let labels = [
+                ("topic", topic.to_string()),
+                ("partition", partition.to_string()),
+            ];
+            (
+                metrics::counter!(crate::metric_catalogue::PARTITION_RECORDS_IN, &labels),
+                metrics::counter!(crate::metric_catalogue::PARTITION_BYTES_IN, &labels),
             )
         });
-        counter.increment(n as u64);
+        records.increment(n as u64);
+        size.increment(bytes as u64);
     }
 }
 
