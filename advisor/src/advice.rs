@@ -357,6 +357,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_chart_draws_each_shard_against_the_60_and_80_percent_marks() {
+        let advice = advise(&skewed(), 0.6);
+        let chart = crate::report::chart(&advice);
+        let bars: Vec<&str> = chart.lines().filter(|l| l.contains("shardId-")).collect();
+        assert_eq!(bars.len(), 4, "{chart}");
+        // Shard 0 takes 4,000 records over 10 s: 40 % of the record limit, 20 of 50 columns.
+        let hot = bars[0].split_whitespace().nth(1).expect("bar");
+        assert_eq!(hot.chars().filter(|c| *c == '#').count(), 20, "{chart}");
+        assert_eq!(hot.find(':'), Some(30), "60 % mark: {chart}");
+        assert_eq!(hot.find('!'), Some(40), "80 % mark: {chart}");
+        assert!(bars[0].ends_with("40.0 %"), "{chart}");
+    }
+
     /// 4 shards over 10 s: shard 0 takes a hot key with 3,000 records plus 1,000 others, the
     /// rest 1,000 records each; records of 100 bytes.
     fn skewed() -> StreamSample {

@@ -41,6 +41,7 @@ pub fn render(a: &Advice) -> String {
             s.peak_utilisation
         );
     }
+    out.push_str(&chart(a));
     let _ = writeln!(
         out,
         "\nhot keys (Space-Saving estimates; share of the shard's records):"
@@ -67,6 +68,43 @@ pub fn render(a: &Advice) -> String {
         for k in &a.keys {
             let _ = writeln!(out, "  - {}", k.text);
         }
+    }
+    out
+}
+
+/// Width of a full-scale bar in [`chart`].
+const BAR: usize = 50;
+
+/// Each shard's utilisation as a bar, on a scale of 0 to 100 % (or the largest value, when a
+/// shard is over its limits), with the alert thresholds marked: `:` at 60 %, `!` at 80 %.
+pub fn chart(a: &Advice) -> String {
+    let top = a
+        .shards
+        .iter()
+        .map(|s| s.utilisation)
+        .fold(1.0_f64, f64::max);
+    let column = |ratio: f64| ((ratio / top) * BAR as f64).round() as usize;
+    let (warn, crit) = (column(0.6), column(0.8));
+    let mut out = format!(
+        "\nutilisation (0 to {:.0} %; : 60 %, ! 80 %):\n",
+        top * 100.0
+    );
+    for s in &a.shards {
+        let filled = column(s.utilisation.max(0.0)).min(BAR);
+        let bar: String = (0..BAR)
+            .map(|i| match i {
+                i if i < filled => '#',
+                i if i == warn => ':',
+                i if i == crit => '!',
+                _ => '.',
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<24} {bar} {:>5.1} %",
+            s.shard,
+            s.utilisation * 100.0
+        );
     }
     out
 }
