@@ -141,13 +141,36 @@ pub(crate) fn reach(
     }
 }
 
-/// Which of `topics` exist, asking `client` with one metadata request per topic. Must run on a
-/// blocking thread. A topic whose metadata names it unknown is missing; any other answer (a
-/// leader election in progress, say) counts as existing, as it is not a reason to stop.
+/// How long a topic the cluster calls unknown is asked about again before it counts as
+/// missing: a broker learns of a topic created a moment ago only when it replays the
+/// controller's metadata (asynchronously, and slower under load), so "create the topic, then
+/// start the pipeline" must not fail on that moment.
+const CREATION_GRACE: Duration = Duration::from_secs(3);
+
+/// Which of `topics` exist, asking `client` with one metadata request per topic (and again
+/// for those unknown, for up to [`CREATION_GRACE`]). Must run on a blocking thread. A topic
+/// whose metadata names it unknown is missing; any other answer (a leader election in
+/// progress, say) counts as existing, as it is not a reason to stop.
 ///
 /// The client must not create topics by asking for them (`allow.auto.create.topics=false`, a
 /// consumer's default): a producer's metadata request would create the missing topic.
 pub(crate) fn missing_topics<C: ClientContext>(
+    client: &Client<C>,
+    brokers: &str,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<Vec<String>, KafkaError> {
+    let deadline = Instant::now() + CREATION_GRACE;
+    let mut missing = unknown_topics(client, brokers, topics, timeout)?;
+    while !missing.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        missing = unknown_topics(client, brokers, &missing, timeout)?;
+    }
+    Ok(missing)
+}
+
+/// One metadata request per topic: those the cluster does not know now.
+fn unknown_topics<C: ClientContext>(
     client: &Client<C>,
     brokers: &str,
     topics: &[String],
