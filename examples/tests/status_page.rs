@@ -104,7 +104,7 @@ fn render_in_chromium(url: &str, screenshot: &Path) -> String {
     };
     run(&[
         format!("--screenshot={}", screenshot.display()),
-        "--window-size=1280,900".into(),
+        "--window-size=1700,820".into(),
     ]);
     run(&["--dump-dom".into()])
 }
