@@ -2,13 +2,9 @@
 //! commits every record exactly once, on S3 (needs the local brokers: `scripts/brokers up`;
 //! endpoint, bucket and credentials as in `watershed_testkit::env`) and in a local directory.
 
-use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,6 +12,9 @@ use watershed_core::CheckpointStore;
 use watershed_testkit::clients::s3_store;
 use watershed_testkit::env::{
     aws_access_key_id, aws_region, aws_secret_access_key, s3_bucket, s3_endpoint, unique,
+};
+use watershed_testkit::objects::{
+    all_keys, committed_objects as final_objects, json_lines as lines,
 };
 
 const DEMO: &str = env!("CARGO_BIN_EXE_s3-sink-demo");
@@ -155,53 +154,6 @@ fn kill_restart_and_check(
             );
         }
     });
-}
-
-/// Every object key under `prefix`, sorted, including staging.
-async fn all_keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
-    let mut keys: Vec<String> = store
-        .list(Some(&Path::from(prefix)))
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .expect("list");
-    keys.sort();
-    keys
-}
-
-/// Every committed object under `prefix` (staging excluded), sorted by key, with its body.
-async fn final_objects(store: &dyn ObjectStore, prefix: &str) -> Vec<(String, Bytes)> {
-    let mut out = Vec::new();
-    for key in all_keys(store, prefix).await {
-        if key.split('/').any(|p| p == "_staging") {
-            continue;
-        }
-        let body = store
-            .get(&Path::from(key.as_str()))
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("body");
-        out.push((key, body));
-    }
-    out
-}
-
-/// The JSON lines of an object; the demo compresses with gzip by default.
-fn lines(key: &str, body: &[u8]) -> Vec<serde_json::Value> {
-    let mut text = Vec::new();
-    if key.ends_with(".gz") {
-        flate2::read::GzDecoder::new(body)
-            .read_to_end(&mut text)
-            .expect("valid gzip");
-    } else {
-        text = body.to_vec();
-    }
-    text.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).expect("one JSON document per line"))
-        .collect()
 }
 
 /// The epoch in an object name `<pipeline>-<node>-<epoch>-<seq><ext>`.

@@ -29,6 +29,8 @@ pub mod env;
 mod error;
 mod faults;
 mod input;
+#[cfg(feature = "s3")]
+pub mod objects;
 mod sink_suite;
 mod source_suite;
 mod wiring;
