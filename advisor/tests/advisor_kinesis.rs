@@ -4,15 +4,14 @@
 //! the formula; the binary prints the same as JSON; UpdateShardCount through the autoscaler.
 //! Start the server with `scripts/brokers up`.
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use aws_sdk_kinesis::types::StreamStatus;
 use aws_sdk_kinesis::Client;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use watershed_advisor::{advise, open_shards, recommended_shards, sample, scale, From};
 use watershed_source_kinesis::utilisation::Load;
-use watershed_testkit::clients::kinesis_client;
+use watershed_testkit::clients::{kinesis_client, put_records};
 use watershed_testkit::env::{kinesis_endpoint, unique};
 
 const N: usize = 3_000;
@@ -76,30 +75,8 @@ async fn write_skewed(client: &Client, stream: &str) -> (Written, String, Durati
                 (key, vec![b'x'; 100])
             })
             .collect();
-        let entries: Vec<PutRecordsRequestEntry> = batch
-            .iter()
-            .map(|(k, v)| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(k)
-                    .data(Blob::new(v.clone()))
-                    .build()
-                    .expect("entry")
-            })
-            .collect();
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .expect("PutRecords");
-        assert_eq!(
-            out.failed_record_count(),
-            Some(0),
-            "kinesis-mock does not throttle"
-        );
-        for ((k, v), r) in batch.iter().zip(out.records()) {
-            let shard = r.shard_id().expect("shard id").to_owned();
+        let shards = put_records(client, stream, &batch).await;
+        for ((k, v), shard) in batch.iter().zip(shards) {
             if k == "hot" {
                 hot_shard = shard.clone();
             }
@@ -301,22 +278,10 @@ async fn sampling_from_latest_counts_what_arrives_during_the_window() {
     let client = kinesis_client().await;
     let stream = unique("ws-latest");
     create(&client, &stream, 2).await;
-    let before: Vec<PutRecordsRequestEntry> = (0..100)
-        .map(|i| {
-            PutRecordsRequestEntry::builder()
-                .partition_key(format!("old-{i}"))
-                .data(Blob::new(vec![b'o'; 10]))
-                .build()
-                .expect("entry")
-        })
+    let before: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| (format!("old-{i}"), vec![b'o'; 10]))
         .collect();
-    client
-        .put_records()
-        .stream_name(&stream)
-        .set_records(Some(before))
-        .send()
-        .await
-        .expect("PutRecords");
+    put_records(&client, &stream, &before).await;
     let sampling = {
         let (client, stream) = (client.clone(), stream.clone());
         tokio::spawn(async move {

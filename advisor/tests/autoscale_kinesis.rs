@@ -2,8 +2,6 @@
 //! above the threshold makes it scale a 2-shard stream to 4 (UpdateShardCount), while a
 //! pipeline reads the stream throughout. Start the server with `scripts/brokers up`.
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
@@ -14,7 +12,7 @@ use watershed_advisor::{
 use watershed_core::connectors::CollectSink;
 use watershed_core::{CheckpointStore, Pipeline, PipelineConfig, WatermarkStrategy};
 use watershed_source_kinesis::{AwsOptions, KinesisSource, StartPosition};
-use watershed_testkit::clients::kinesis_client;
+use watershed_testkit::clients::{kinesis_client, put_records};
 use watershed_testkit::env::{
     aws_access_key_id, aws_region, aws_secret_access_key, kinesis_endpoint, unique,
 };
@@ -31,29 +29,15 @@ fn aws() -> AwsOptions {
 /// Writes records `from..to` as `key-<i % KEYS>|<i>`, keyed by `key-<i % KEYS>`.
 async fn write(client: &Client, stream: &str, from: usize, to: usize) {
     for chunk in (from..to).collect::<Vec<_>>().chunks(200) {
-        let entries: Vec<PutRecordsRequestEntry> = chunk
+        let records: Vec<(String, Vec<u8>)> = chunk
             .iter()
             .map(|i| {
                 let key = format!("key-{}", i % KEYS);
-                PutRecordsRequestEntry::builder()
-                    .partition_key(&key)
-                    .data(Blob::new(format!("{key}|{i}")))
-                    .build()
-                    .expect("entry")
+                let data = format!("{key}|{i}").into_bytes();
+                (key, data)
             })
             .collect();
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .expect("PutRecords");
-        assert_eq!(
-            out.failed_record_count(),
-            Some(0),
-            "kinesis-mock accepts all"
-        );
+        put_records(client, stream, &records).await;
     }
 }
 

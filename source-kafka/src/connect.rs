@@ -85,15 +85,17 @@ impl ClientContext for ProbeContext {
 impl ConsumerContext for ProbeContext {}
 
 /// Whether the cluster at `brokers` answers a client with these connection properties, within
-/// [`CONNECT_TIMEOUT`]. A refused password or an untrusted certificate fails as such, in about
-/// a second, instead of as unreachable after the timeout. `topic` is what the metadata request
-/// asks about (all topics when `None`; a large cluster's full metadata is worth avoiding).
+/// [`CONNECT_TIMEOUT`], and which of `topics` it does not have ([`missing_topics`], asked with
+/// the same client). A refused password or an untrusted certificate fails as such, in about a
+/// second, instead of as unreachable after the timeout. The first request asks about the first
+/// topic (all topics when there is none; a large cluster's full metadata is worth avoiding).
 /// Blocks: run it on a blocking thread.
 pub(crate) fn reach(
     brokers: &str,
     connection: &[(String, String)],
-    topic: Option<&str>,
-) -> Result<(), KafkaError> {
+    topics: &[String],
+) -> Result<Vec<String>, KafkaError> {
+    let topic = topics.first().map(String::as_str);
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
@@ -109,7 +111,7 @@ pub(crate) fn reach(
     loop {
         let step = PROBE_STEP.min(deadline.saturating_duration_since(Instant::now()));
         let error = match probe.client().fetch_metadata(topic, step) {
-            Ok(_) => return Ok(()),
+            Ok(_) => return missing_topics(probe.client(), brokers, topics, CONNECT_TIMEOUT),
             Err(error) => error,
         };
         while probe.poll(Duration::ZERO).is_some() {}
@@ -207,15 +209,23 @@ pub(crate) async fn topic_limits(
     topic: &str,
     producer_max_bytes: usize,
 ) -> Result<TopicLimits, KafkaError> {
-    {
-        let (brokers, connection, topic) = (
+    let missing = {
+        let (brokers, connection, topics) = (
             brokers.to_string(),
             connection_properties(properties),
-            topic.to_string(),
+            vec![topic.to_string()],
         );
-        tokio::task::spawn_blocking(move || reach(&brokers, &connection, Some(&topic)))
+        tokio::task::spawn_blocking(move || reach(&brokers, &connection, &topics))
             .await
-            .map_err(|e| KafkaError::Invalid(format!("metadata request thread: {e}")))??;
+            .map_err(|e| KafkaError::Invalid(format!("metadata request thread: {e}")))??
+    };
+    if !missing.is_empty() {
+        return Err(KafkaError::MissingTopics {
+            topics: missing,
+            brokers: brokers.to_string(),
+            operation: "opening the sink".into(),
+            hint: String::new(),
+        });
     }
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
@@ -226,24 +236,6 @@ pub(crate) async fn topic_limits(
     // missing topic on brokers that allow it: this one only looks.
     config.set("allow.auto.create.topics", "false");
     let admin: AdminClient<DefaultClientContext> = config.create().map_err(KafkaError::Config)?;
-    let admin = std::sync::Arc::new(admin);
-    let missing = {
-        let (admin, brokers, topics) =
-            (admin.clone(), brokers.to_string(), vec![topic.to_string()]);
-        tokio::task::spawn_blocking(move || {
-            missing_topics(admin.inner(), &brokers, &topics, CONNECT_TIMEOUT)
-        })
-        .await
-        .map_err(|e| KafkaError::Invalid(format!("metadata request thread: {e}")))??
-    };
-    if !missing.is_empty() {
-        return Err(KafkaError::MissingTopics {
-            topics: missing,
-            brokers: brokers.to_string(),
-            operation: "opening the sink".into(),
-            hint: String::new(),
-        });
-    }
     let options = AdminOptions::new().request_timeout(Some(CONNECT_TIMEOUT));
     let described = admin
         .describe_configs(&[ResourceSpecifier::Topic(topic)], &options)

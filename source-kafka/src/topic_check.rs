@@ -155,34 +155,17 @@ fn watch(w: &Watched, stop: &AtomicBool) {
 /// certificate sooner and as such (`connect::reach`), and missing topics fail (or, with
 /// `Wait`, are returned to be waited for).
 pub(crate) async fn check_at_open(
-    consumer: Arc<BaseConsumer<SourceContext>>,
     brokers: &str,
     connection: &[(String, String)],
     subscription: &[String],
     policy: MissingTopics,
 ) -> Result<Vec<String>, KafkaError> {
-    use crate::connect::CONNECT_TIMEOUT;
     let topics = named(subscription);
     let (b, t, c) = (brokers.to_string(), topics.clone(), connection.to_vec());
-    let missing = tokio::task::spawn_blocking(move || {
-        crate::connect::reach(&b, &c, t.first().map(String::as_str))?;
-        if t.is_empty() {
-            // Patterns only: nothing to look up, but the cluster must answer.
-            return consumer
-                .client()
-                .fetch_metadata(None, CONNECT_TIMEOUT)
-                .map(|_| Vec::new())
-                .map_err(|error| KafkaError::Unreachable {
-                    brokers: b,
-                    operation: "fetching metadata for the subscription's patterns".into(),
-                    timeout: CONNECT_TIMEOUT,
-                    error: Box::new(error),
-                });
-        }
-        missing_topics(consumer.client(), &b, &t, CONNECT_TIMEOUT)
-    })
-    .await
-    .map_err(|e| KafkaError::Invalid(format!("metadata request thread: {e}")))??;
+    // Patterns only (no named topic): nothing to look up, but the cluster must answer.
+    let missing = tokio::task::spawn_blocking(move || crate::connect::reach(&b, &c, &t))
+        .await
+        .map_err(|e| KafkaError::Invalid(format!("metadata request thread: {e}")))??;
     if missing.is_empty() {
         return Ok(missing);
     }

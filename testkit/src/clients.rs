@@ -131,6 +131,40 @@ mod kinesis {
     pub async fn kinesis_client() -> aws_sdk_kinesis::Client {
         aws_sdk_kinesis::Client::new(&kinesis_config().load().await)
     }
+
+    /// Puts `records` (partition key, data) into `stream` with one PutRecords call (feature
+    /// `kinesis`; at most 500) and returns the shard each record went to, in order. Panics
+    /// unless every record was accepted: the local server does not throttle.
+    pub async fn put_records(
+        client: &aws_sdk_kinesis::Client,
+        stream: &str,
+        records: &[(String, Vec<u8>)],
+    ) -> Vec<String> {
+        use aws_sdk_kinesis::primitives::Blob;
+        use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+        let entries: Vec<PutRecordsRequestEntry> = records
+            .iter()
+            .map(|(key, data)| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key)
+                    .data(Blob::new(data.clone()))
+                    .build()
+                    .expect("entry")
+            })
+            .collect();
+        let out = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .expect("PutRecords");
+        assert_eq!(out.failed_record_count(), Some(0), "every record accepted");
+        out.records()
+            .iter()
+            .map(|r| r.shard_id().expect("shard id").to_owned())
+            .collect()
+    }
 }
 
 #[cfg(feature = "s3")]

@@ -137,7 +137,6 @@ impl Source for KafkaSource {
         self.position = restored.clone();
         *self.consumer.context().restored.lock().expect("lock") = restored;
         let missing = crate::topic_check::check_at_open(
-            self.consumer.clone(),
             &self.brokers,
             &self.connection,
             &self.topics,
